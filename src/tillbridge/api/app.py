@@ -1,0 +1,77 @@
+"""The HTTP API application: :func:`create_app` builds it around a :class:`Runtime`.
+
+No globals: the runtime and the authenticator live on ``app.state`` and routers reach them
+through the request. Request metrics go to :mod:`tillbridge.observability.metrics`
+(``observe_http_request``, ``render_metrics``). The caller owns the runtime's lifecycle
+(``serve`` builds it, hands it here, and closes it at shutdown); the app never closes it.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+from typing import Any
+
+from fastapi import FastAPI
+
+from tillbridge.api import ops, payments
+from tillbridge.api.auth import DEFAULT_CACHE_TTL_S, Authenticator
+from tillbridge.api.middleware import RequestContextMiddleware
+from tillbridge.api.problems import install_handlers, patch_openapi
+from tillbridge.api.schemas import PaymentCreate
+from tillbridge.observability.metrics import observe_http_request
+from tillbridge.runtime import Runtime
+
+API_DESCRIPTION = """\
+Payments through tillbridge. Authenticate with `Authorization: Bearer <api key>`.
+Every error is `application/problem+json` (RFC 9457) with a stable `code`.
+"""
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("tillbridge")
+    except importlib.metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
+class TillbridgeAPI(FastAPI):
+    """FastAPI with an OpenAPI document that tells the truth about problem responses."""
+
+    def openapi(self) -> dict[str, Any]:
+        if self.openapi_schema is None:
+            schema = patch_openapi(super().openapi())
+            comps = schema["components"]["schemas"]
+            body = PaymentCreate.model_json_schema(ref_template="#/components/schemas/{model}")
+            for name, sub in body.pop("$defs", {}).items():
+                comps.setdefault(name, sub)
+            comps["PaymentCreate"] = body
+            self.openapi_schema = schema
+        return self.openapi_schema
+
+
+def create_app(runtime: Runtime, *, auth_cache_ttl_s: float = DEFAULT_CACHE_TTL_S) -> FastAPI:
+    """Build the API for ``runtime``.
+
+    Uses ``runtime.db``, ``runtime.payments``, ``runtime.settings.max_body_bytes`` and
+    ``runtime.settings.idempotency_ttl_s``, and ``runtime.schema_status()`` for ``/readyz`` when
+    the runtime has it. ``auth_cache_ttl_s`` bounds how long a revoked key still works in this
+    process (0 disables the cache).
+    """
+    app = TillbridgeAPI(
+        title="tillbridge",
+        version=_version(),
+        description=API_DESCRIPTION,
+        docs_url=None,  # Swagger UI loads its assets from a CDN; a self-hosted bridge should not
+        redoc_url=None,
+    )
+    app.state.runtime = runtime
+    app.state.auth = Authenticator(runtime.db, cache_ttl_s=auth_cache_ttl_s)
+    install_handlers(app)
+    app.include_router(payments.router)
+    app.include_router(ops.router)
+    app.add_middleware(
+        RequestContextMiddleware,
+        max_body_bytes=runtime.settings.max_body_bytes,
+        observe=observe_http_request,
+    )
+    return app

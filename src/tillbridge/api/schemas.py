@@ -1,0 +1,147 @@
+"""Request and response bodies of the payments API, and how a payment is rendered.
+
+Input models are strict: unknown fields are rejected (a typo must not be silently dropped),
+``amount`` is a JSON integer in minor units (a bool, a float such as ``12.0`` or a string is
+refused: minor units are never fractional and no conversion is guessed), ``currency`` is an
+upper-case ISO 4217 code the bridge can pay in.
+
+Responses are rendered by :func:`payment_json` straight to bytes (the stored idempotent
+response must be byte-identical on replay); the pydantic response models exist for OpenAPI.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Annotated, Any, Final
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue, StrictInt, StrictStr
+
+from tillbridge.domain.payments import Payment
+from tillbridge.money import MAX_MINOR, is_currency
+
+#: Limits of ``metadata``: it is a label bag for the merchant, not a document store.
+METADATA_MAX_KEYS: Final = 50
+METADATA_MAX_KEY_CHARS: Final = 40
+METADATA_MAX_BYTES: Final = 4096
+METADATA_MAX_DEPTH: Final = 3
+
+
+def _currency(value: str) -> str:
+    if not is_currency(value):
+        raise ValueError("not a supported ISO 4217 currency code (upper case, e.g. EUR)")
+    return value
+
+
+def _printable(value: str) -> str:
+    if not value.isprintable():
+        raise ValueError("must not contain control characters")
+    return value
+
+
+def _depth(value: Any) -> int:
+    if isinstance(value, dict):
+        return 1 + max((_depth(v) for v in value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max((_depth(v) for v in value), default=0)
+    return 0
+
+
+def _metadata(value: dict[str, JsonValue]) -> dict[str, JsonValue]:
+    if len(value) > METADATA_MAX_KEYS:
+        raise ValueError(f"at most {METADATA_MAX_KEYS} keys")
+    for k in value:
+        if not 1 <= len(k) <= METADATA_MAX_KEY_CHARS:
+            raise ValueError(f"keys have 1 to {METADATA_MAX_KEY_CHARS} characters")
+    try:
+        size = len(json.dumps(value, separators=(",", ":"), allow_nan=False).encode())
+    except ValueError:
+        raise ValueError("numbers must be finite (no NaN or Infinity)") from None
+    if size > METADATA_MAX_BYTES:
+        raise ValueError(f"at most {METADATA_MAX_BYTES} bytes as compact JSON")
+    if _depth(value) > METADATA_MAX_DEPTH:
+        raise ValueError(f"nested at most {METADATA_MAX_DEPTH} levels deep")
+    return value
+
+
+Currency = Annotated[
+    StrictStr,
+    Field(min_length=3, max_length=3, examples=["EUR"], description="ISO 4217, upper case"),
+    AfterValidator(_currency),
+]
+
+
+class PaymentCreate(BaseModel):
+    """Body of ``POST /v1/payments``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    amount: StrictInt = Field(
+        gt=0, le=MAX_MINOR, description="Minor units (cents): 1234 is 12.34 EUR", examples=[1234]
+    )
+    currency: Currency
+    reference: Annotated[StrictStr, Field(min_length=1, max_length=200), AfterValidator(_printable)]
+    connector: Annotated[StrictStr, Field(min_length=1, max_length=100)]
+    metadata: Annotated[dict[str, JsonValue], AfterValidator(_metadata)] = Field(
+        default_factory=dict,
+        description=(
+            f"Up to {METADATA_MAX_KEYS} keys, {METADATA_MAX_BYTES} bytes as JSON, "
+            f"{METADATA_MAX_DEPTH} levels deep"
+        ),
+    )
+
+
+class PaymentOut(BaseModel):
+    """A payment as the API shows it. Amounts in minor units; times ISO 8601 UTC."""
+
+    id: str
+    state: str
+    amount: int
+    currency: str
+    reference: str
+    connector: str
+    metadata: dict[str, Any]
+    captured_amount: int
+    refunded_amount: int
+    failure_reason: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class PaymentList(BaseModel):
+    """One page of payments, newest first; pass ``next_cursor`` as ``cursor`` for the next."""
+
+    data: list[PaymentOut]
+    next_cursor: str | None
+
+
+def iso_utc(value: datetime) -> str:
+    """``2025-01-31T12:00:00.123456Z``: UTC with a ``Z``, microseconds kept."""
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def payment_dict(p: Payment) -> dict[str, Any]:
+    """The JSON object for ``p`` (field order as documented)."""
+    return {
+        "id": p.id,
+        "state": str(p.state),
+        "amount": p.amount.minor,
+        "currency": p.currency,
+        "reference": p.reference,
+        "connector": p.connector,
+        "metadata": p.metadata,
+        "captured_amount": p.captured_minor,
+        "refunded_amount": p.refunded_minor,
+        "failure_reason": p.failure_reason,
+        "created_at": iso_utc(p.created_at),
+        "updated_at": iso_utc(p.updated_at),
+    }
+
+
+def dumps(value: Any) -> bytes:
+    """Compact UTF-8 JSON, the one encoding every response body uses."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def payment_json(p: Payment) -> bytes:
+    return dumps(payment_dict(p))

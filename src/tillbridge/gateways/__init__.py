@@ -1,0 +1,1 @@
+"""Payment connectors reached through the payments API: the contract, the registry, the fake."""

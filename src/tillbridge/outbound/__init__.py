@@ -1,0 +1,51 @@
+"""Outbound HTTP for provider connectors: one client with timeouts per call class, retries of
+safe calls only, circuit breakers, client-side rate limits, outcome classification and an audit
+hook. Pure of any database; every I/O edge is injectable.
+"""
+
+from __future__ import annotations
+
+from tillbridge.outbound.audit import AuditHook, ExchangeRecord
+from tillbridge.outbound.breaker import (
+    BreakerConfig,
+    BreakerRegistry,
+    BreakerSnapshot,
+    BreakerState,
+    CircuitBreaker,
+)
+from tillbridge.outbound.classify import RateLimited
+from tillbridge.outbound.client import DEFAULT_REQUEST_ID_HEADERS, OutboundClient
+from tillbridge.outbound.policy import (
+    DEFAULT_CALL_CLASSES,
+    NO_RETRY,
+    CallClass,
+    ResponsePredicate,
+    RetryPolicy,
+    parse_retry_after,
+    still_processing_statuses,
+)
+from tillbridge.outbound.ratelimit import AccountRateLimit
+from tillbridge.outbound.redact import redact_headers, redact_url
+
+__all__ = [
+    "DEFAULT_CALL_CLASSES",
+    "DEFAULT_REQUEST_ID_HEADERS",
+    "NO_RETRY",
+    "AccountRateLimit",
+    "AuditHook",
+    "BreakerConfig",
+    "BreakerRegistry",
+    "BreakerSnapshot",
+    "BreakerState",
+    "CallClass",
+    "CircuitBreaker",
+    "ExchangeRecord",
+    "OutboundClient",
+    "RateLimited",
+    "ResponsePredicate",
+    "RetryPolicy",
+    "parse_retry_after",
+    "redact_headers",
+    "redact_url",
+    "still_processing_statuses",
+]

@@ -1,0 +1,476 @@
+"""Every SQL statement of the job queue, in one place, PostgreSQL and SQLite side by side.
+
+All functions take the caller's :class:`~sqlalchemy.ext.asyncio.AsyncConnection`, already inside a
+transaction: they never begin, commit or roll back. Writes must run in a write transaction
+(``Database.write()``: ``BEGIN IMMEDIATE`` on SQLite).
+
+Concurrency model:
+
+* PostgreSQL, several workers: row-claiming statements select their rows in a CTE with
+  ``FOR UPDATE SKIP LOCKED`` (ordered by id), then update them. A claimer never waits for another
+  and two claimers never take the same row. A row changed by a commit after the statement's
+  snapshot is re-checked by PostgreSQL against the ``WHERE`` (READ COMMITTED re-evaluation), so a
+  job claimed or finished meanwhile is skipped.
+* SQLite: one writer at a time (``BEGIN IMMEDIATE``), so plain ``UPDATE ... RETURNING`` is exact.
+* Every update of a running job is fenced by ``(id, attempts, locked_by, status='running')``: a
+  worker whose lease expired and whose job was reclaimed can no longer complete or fail it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from functools import cache
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    Integer,
+    Row,
+    Select,
+    String,
+    and_,
+    bindparam,
+    exists,
+    func,
+    insert,
+    literal_column,
+    or_,
+    select,
+    tuple_,
+    update,
+)
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from tillbridge.queue.tables import (
+    ACTIVE,
+    CANCELLED,
+    DEAD,
+    FAILED,
+    READY,
+    RUNNING,
+    SUCCEEDED,
+    TODO,
+    UTCDateTime,
+    job_errors,
+    jobs,
+    status_in,
+)
+
+
+def _lit(status: str) -> ColumnElement[str]:
+    return literal_column(f"'{status}'")
+
+
+def _is_pg(conn: AsyncConnection) -> bool:
+    return conn.dialect.name == "postgresql"
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedJob:
+    """A job this worker now holds the lease of; ``attempts`` is the current attempt (1-based)."""
+
+    id: int
+    queue: str
+    kind: str
+    key: str | None
+    payload: dict[str, Any]
+    attempts: int
+    max_attempts: int | None
+    last_error: dict[str, Any] | None
+
+
+# --------------------------------------------------------------------------------------- enqueue
+
+
+async def insert_job(conn: AsyncConnection, values: Mapping[str, Any]) -> int:
+    """Insert one job; with a ``dedupe_key`` already taken, return the existing job's id.
+
+    ``ON CONFLICT DO NOTHING`` (both engines) instead of catching an IntegrityError: a failed
+    statement would abort the caller's PostgreSQL transaction, and the job is enqueued inside
+    the caller's business transaction. On PostgreSQL a concurrent uncommitted insert of the same
+    key makes this statement wait for it; the follow-up SELECT then sees the committed row.
+    """
+    dedupe_key = values.get("dedupe_key")
+    if dedupe_key is None:
+        result = await conn.execute(insert(jobs).values(**values).returning(jobs.c.id))
+        return int(result.scalar_one())
+    if _is_pg(conn):
+        stmt = (
+            pg_insert(jobs)
+            .values(**values)
+            .on_conflict_do_nothing(index_elements=[jobs.c.dedupe_key])
+        )
+    else:
+        stmt = (
+            sqlite_insert(jobs)
+            .values(**values)
+            .on_conflict_do_nothing(  # type: ignore[assignment]
+                index_elements=[jobs.c.dedupe_key]
+            )
+        )
+    new_id = (await conn.execute(stmt.returning(jobs.c.id))).scalar_one_or_none()
+    if new_id is not None:
+        return int(new_id)
+    existing = await conn.execute(select(jobs.c.id).where(jobs.c.dedupe_key == dedupe_key))
+    return int(existing.scalar_one())
+
+
+async def insert_jobs(conn: AsyncConnection, rows: Sequence[Mapping[str, Any]]) -> list[int]:
+    """Insert many jobs (no dedupe keys) in one batched statement; ids in input order."""
+    if not rows:
+        return []
+    result = await conn.execute(
+        insert(jobs).returning(jobs.c.id, sort_by_parameter_order=True), list(rows)
+    )
+    return [int(r[0]) for r in result]
+
+
+# ----------------------------------------------------------------------------------------- claim
+
+
+def _claimable() -> tuple[Select[tuple[int]], Any]:
+    """Candidates: ready jobs of our queues and kinds, due, and first in line for their key.
+
+    A keyed job is taken only if (a) no job of its key is running and (b) it is the oldest
+    unfinished job of its key (todo, failed or running), so jobs of one key run one at a time in
+    enqueue order: a job waiting for its retry still blocks the later jobs of its key. Condition
+    (a) matters when an operator retries an old dead job while a later one is running.
+    The unique index ``uq_jobs_key_running`` backs this up inside the database.
+    """
+    j = jobs.alias("j")
+    head = jobs.alias("head")
+    busy = jobs.alias("busy")
+    head_id = (
+        select(func.min(head.c.id))
+        .where(head.c.key == j.c.key, status_in(head.c.status, ACTIVE))
+        .scalar_subquery()
+    )
+    key_busy = exists().where(busy.c.key == j.c.key, status_in(busy.c.status, (RUNNING,)))
+    query = (
+        select(j.c.id)
+        .where(
+            status_in(j.c.status, READY),
+            j.c.run_after <= bindparam("now", type_=UTCDateTime()),
+            j.c.queue.in_(bindparam("queues", expanding=True)),
+            j.c.kind.in_(bindparam("kinds", expanding=True)),
+            or_(j.c.key.is_(None), and_(~key_busy, j.c.id == head_id)),
+        )
+        .order_by(j.c.id)
+        .limit(bindparam("limit", type_=Integer()))
+    )
+    return query, j
+
+
+_CLAIM_RETURNING = (
+    jobs.c.id,
+    jobs.c.queue,
+    jobs.c.kind,
+    jobs.c.key,
+    jobs.c.payload,
+    jobs.c.attempts,
+    jobs.c.max_attempts,
+    jobs.c.last_error,
+)
+
+
+@cache
+def _claim_statement(dialect: str) -> Any:
+    # Built once per dialect with bind parameters: constructing the statement costs more Python
+    # time than executing it, and the claim is the hot path.
+    candidates, j = _claimable()
+    values = {
+        "status": _lit(RUNNING),
+        "attempts": jobs.c.attempts + 1,
+        "locked_by": bindparam("worker_id", type_=String()),
+        "locked_until": bindparam("lease_until", type_=UTCDateTime()),
+        "started_at": bindparam("now", type_=UTCDateTime()),
+        "updated_at": bindparam("now", type_=UTCDateTime()),
+    }
+    if dialect == "postgresql":
+        # The CTE is evaluated once and materialised: its FOR UPDATE SKIP LOCKED locks exactly the
+        # rows the UPDATE changes (an IN-subquery may be re-planned as a join that re-scans).
+        picked = candidates.with_for_update(skip_locked=True, of=j).cte("picked")
+        stmt = update(jobs).where(jobs.c.id == picked.c.id)
+    else:
+        stmt = update(jobs).where(jobs.c.id.in_(candidates.scalar_subquery()))
+    return stmt.values(values).returning(*_CLAIM_RETURNING)
+
+
+async def claim(
+    conn: AsyncConnection,
+    *,
+    worker_id: str,
+    queues: Sequence[str],
+    kinds: Sequence[str],
+    limit: int,
+    now: datetime,
+    lease_until: datetime,
+) -> list[ClaimedJob]:
+    """Move up to ``limit`` claimable jobs to ``running`` under this worker's lease."""
+    if limit <= 0 or not kinds or not queues:
+        return []
+    params = {
+        "worker_id": worker_id,
+        "queues": list(queues),
+        "kinds": list(kinds),
+        "limit": limit,
+        "now": now,
+        "lease_until": lease_until,
+    }
+    result = await conn.execute(_claim_statement(conn.dialect.name), params)
+    claimed = [ClaimedJob(*row) for row in result]
+    claimed.sort(key=lambda c: c.id)  # RETURNING order is unspecified; start jobs in id order
+    return claimed
+
+
+# --------------------------------------------------------------------------- running-job updates
+
+
+def _fenced(worker_id: str, pairs: Iterable[tuple[int, int]]) -> ColumnElement[bool]:
+    return and_(
+        tuple_(jobs.c.id, jobs.c.attempts).in_(list(pairs)),
+        jobs.c.locked_by == worker_id,
+        status_in(jobs.c.status, (RUNNING,)),
+    )
+
+
+@cache
+def _complete_statement() -> Any:
+    pairs = tuple_(jobs.c.id, jobs.c.attempts).in_(bindparam("pairs", expanding=True))
+    now = bindparam("now", type_=UTCDateTime())
+    return (
+        update(jobs)
+        .where(
+            pairs,
+            jobs.c.locked_by == bindparam("worker_id", type_=String()),
+            status_in(jobs.c.status, (RUNNING,)),
+        )
+        .values(status=_lit(SUCCEEDED), locked_until=None, finished_at=now, updated_at=now)
+        .returning(jobs.c.id)
+    )
+
+
+async def complete(
+    conn: AsyncConnection, *, worker_id: str, pairs: Sequence[tuple[int, int]], now: datetime
+) -> set[int]:
+    """Mark ``(id, attempt)`` jobs succeeded; returns the ids actually changed (lease still ours).
+
+    Idempotent: a job already completed (by ``JobContext.complete_in``) is left alone.
+    """
+    if not pairs:
+        return set()
+    params = {"pairs": list(pairs), "worker_id": worker_id, "now": now}
+    return {int(r[0]) for r in await conn.execute(_complete_statement(), params)}
+
+
+async def fail(
+    conn: AsyncConnection,
+    *,
+    worker_id: str,
+    job_id: int,
+    attempt: int,
+    dead: bool,
+    run_after: datetime,
+    error: Mapping[str, Any],
+    give_back_attempt: bool,
+    now: datetime,
+) -> bool:
+    """Record a failed attempt: ``failed`` (retry at ``run_after``) or ``dead``; keep the error."""
+    values: dict[str, Any] = {
+        "status": _lit(DEAD if dead else FAILED),
+        "locked_until": None,
+        "last_error": dict(error),
+        "updated_at": now,
+    }
+    if dead:
+        values["finished_at"] = now
+    else:
+        values["run_after"] = run_after
+        if give_back_attempt:
+            values["attempts"] = jobs.c.attempts - 1
+    stmt = update(jobs).where(_fenced(worker_id, [(job_id, attempt)])).values(values)
+    changed = (await conn.execute(stmt)).rowcount == 1
+    if changed:
+        await insert_error(conn, job_id=job_id, attempt=attempt, error=error, now=now)
+    return changed
+
+
+async def insert_error(
+    conn: AsyncConnection, *, job_id: int, attempt: int, error: Mapping[str, Any], now: datetime
+) -> None:
+    await conn.execute(
+        insert(job_errors).values(
+            job_id=job_id,
+            attempt=attempt,
+            at=now,
+            type=str(error.get("type", "Error"))[:255],
+            message=str(error.get("message", "")),
+            traceback=error.get("traceback"),
+        )
+    )
+
+
+async def extend_leases(
+    conn: AsyncConnection, *, worker_id: str, ids: Sequence[int], until: datetime
+) -> int:
+    """Heartbeat: push back ``locked_until`` of this worker's running jobs."""
+    if not ids:
+        return 0
+    cond = and_(
+        jobs.c.id.in_(list(ids)),
+        jobs.c.locked_by == worker_id,
+        status_in(jobs.c.status, (RUNNING,)),
+    )
+    if _is_pg(conn):
+        # SKIP LOCKED: a row locked right now is being completed or reaped; waiting for it would
+        # only delay the other leases. It gets extended on the next beat if still running.
+        picked = select(jobs.c.id).where(cond).with_for_update(skip_locked=True).cte("beat")
+        stmt = update(jobs).where(jobs.c.id == picked.c.id)
+    else:
+        stmt = update(jobs).where(cond)
+    return (await conn.execute(stmt.values(locked_until=until))).rowcount
+
+
+async def reap(
+    conn: AsyncConnection, *, now: datetime, error: Mapping[str, Any], limit: int = 500
+) -> list[tuple[int, int]]:
+    """Give jobs whose lease expired (dead or stalled worker) back as ``failed``, due now.
+
+    The attempt stays counted. The next claim re-runs the job, or dead-letters it when its
+    attempts are exhausted. Returns ``(id, attempt)`` of the reaped jobs.
+    """
+    cond = and_(status_in(jobs.c.status, (RUNNING,)), jobs.c.locked_until < now)
+    values = {
+        "status": _lit(FAILED),
+        "locked_until": None,
+        "run_after": now,
+        "last_error": dict(error),
+        "updated_at": now,
+    }
+    if _is_pg(conn):
+        picked = (
+            select(jobs.c.id)
+            .where(cond)
+            .order_by(jobs.c.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+            .cte("expired")
+        )
+        stmt = update(jobs).where(jobs.c.id == picked.c.id)
+    else:
+        sub = select(jobs.c.id).where(cond).order_by(jobs.c.id).limit(limit).scalar_subquery()
+        stmt = update(jobs).where(jobs.c.id.in_(sub))
+    result = await conn.execute(stmt.values(values).returning(jobs.c.id, jobs.c.attempts))
+    reaped = [(int(r[0]), int(r[1])) for r in result]
+    for job_id, attempt in reaped:
+        await insert_error(conn, job_id=job_id, attempt=attempt, error=error, now=now)
+    return reaped
+
+
+async def release(
+    conn: AsyncConnection, *, worker_id: str, pairs: Sequence[tuple[int, int]], now: datetime
+) -> int:
+    """Hand jobs back on shutdown: ``todo``, due now, attempt given back (not the job's fault)."""
+    if not pairs:
+        return 0
+    stmt = (
+        update(jobs)
+        .where(_fenced(worker_id, pairs))
+        .values(
+            status=_lit(TODO),
+            attempts=jobs.c.attempts - 1,
+            locked_until=None,
+            run_after=now,
+            updated_at=now,
+        )
+    )
+    return (await conn.execute(stmt)).rowcount
+
+
+# ---------------------------------------------------------------------------------- operators
+
+
+async def list_jobs(
+    conn: AsyncConnection,
+    *,
+    status: str | None,
+    kind: str | None,
+    key: str | None,
+    before_id: int | None,
+    limit: int,
+) -> list[Row[Any]]:
+    """Newest first, keyset-paginated by id (stable while jobs are added)."""
+    stmt = select(
+        jobs.c.id,
+        jobs.c.queue,
+        jobs.c.kind,
+        jobs.c.key,
+        jobs.c.status,
+        jobs.c.attempts,
+        jobs.c.max_attempts,
+        jobs.c.run_after,
+        jobs.c.created_at,
+        jobs.c.updated_at,
+        jobs.c.last_error,
+    )
+    if status is not None:
+        stmt = stmt.where(jobs.c.status == status)
+    if kind is not None:
+        stmt = stmt.where(jobs.c.kind == kind)
+    if key is not None:
+        stmt = stmt.where(jobs.c.key == key)
+    if before_id is not None:
+        stmt = stmt.where(jobs.c.id < before_id)
+    return list(await conn.execute(stmt.order_by(jobs.c.id.desc()).limit(limit)))
+
+
+async def get_job(conn: AsyncConnection, job_id: int) -> Row[Any] | None:
+    return (await conn.execute(select(jobs).where(jobs.c.id == job_id))).first()
+
+
+async def get_errors(conn: AsyncConnection, job_id: int) -> list[Row[Any]]:
+    stmt = select(job_errors).where(job_errors.c.job_id == job_id).order_by(job_errors.c.id)
+    return list(await conn.execute(stmt))
+
+
+async def retry_job(conn: AsyncConnection, job_id: int, now: datetime) -> bool:
+    """dead | cancelled -> todo, due now, with a fresh set of attempts (history is kept)."""
+    stmt = (
+        update(jobs)
+        .where(jobs.c.id == job_id, status_in(jobs.c.status, (DEAD, CANCELLED)))
+        .values(
+            status=_lit(TODO),
+            attempts=0,
+            run_after=now,
+            locked_until=None,
+            finished_at=None,
+            updated_at=now,
+        )
+    )
+    return (await conn.execute(stmt)).rowcount == 1
+
+
+async def cancel_job(conn: AsyncConnection, job_id: int, now: datetime) -> bool:
+    """todo | failed -> cancelled. A running job is never touched here."""
+    stmt = (
+        update(jobs)
+        .where(jobs.c.id == job_id, status_in(jobs.c.status, READY))
+        .values(status=_lit(CANCELLED), locked_until=None, finished_at=now, updated_at=now)
+    )
+    return (await conn.execute(stmt)).rowcount == 1
+
+
+async def job_status(conn: AsyncConnection, job_id: int) -> str | None:
+    result = await conn.execute(select(jobs.c.status).where(jobs.c.id == job_id))
+    value = result.scalar_one_or_none()
+    return None if value is None else str(value)
+
+
+async def count_unfinished(conn: AsyncConnection) -> int:
+    """Jobs not yet in a final state (todo, failed, running)."""
+    stmt = select(func.count()).select_from(jobs).where(status_in(jobs.c.status, ACTIVE))
+    return int((await conn.execute(stmt)).scalar_one())

@@ -1,0 +1,1 @@
+"""Persistence: one SQLAlchemy Core schema that runs on SQLite (embedded) and PostgreSQL."""

@@ -1,0 +1,245 @@
+"""Loading and saving the payment aggregate, with optimistic concurrency.
+
+Every function takes the caller's :class:`AsyncConnection`, so a state change, its audit entry
+and the jobs it causes commit in one transaction. :func:`save_payment` updates only if the row
+still has the version that was loaded; otherwise it raises
+:class:`~tillbridge.errors.ConcurrentUpdate` and the caller reloads.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import and_, insert, or_, select, update
+from sqlalchemy.engine import RowMapping
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from tillbridge.domain.payments import Operation, Payment, Refund
+from tillbridge.domain.states import OperationKind, Outcome, PaymentState
+from tillbridge.errors import ConcurrentUpdate, NotFound, ValidationError
+from tillbridge.money import Money
+from tillbridge.store.tables import operations, payments, refunds
+
+
+def _payment_from_row(r: RowMapping) -> Payment:
+    return Payment(
+        id=r["id"],
+        amount=Money(r["amount_minor"], r["currency"]),
+        reference=r["reference"],
+        connector=r["connector"],
+        state=PaymentState(r["state"]),
+        created_at=_utc(r["created_at"]),
+        updated_at=_utc(r["updated_at"]),
+        metadata=dict(r["metadata"] or {}),
+        captured_minor=r["captured_minor"],
+        refunded_minor=r["refunded_minor"],
+        pending_refund_minor=r["pending_refund_minor"],
+        failure_reason=r["failure_reason"],
+        version=r["version"],
+    )
+
+
+def _utc(value: datetime) -> datetime:
+    # SQLite hands back naive datetimes; everything stored is UTC.
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def _operation_from_row(r: RowMapping) -> Operation:
+    return Operation(
+        id=r["id"],
+        payment_id=r["payment_id"],
+        kind=OperationKind(r["kind"]),
+        amount=Money(r["amount_minor"], r["currency"]),
+        echo_id=r["echo_id"],
+        idempotency_key=r["idempotency_key"],
+        outcome=Outcome(r["outcome"]) if r["outcome"] else None,
+        detail=dict(r["detail"] or {}),
+        created_at=_utc(r["created_at"]),
+        updated_at=_utc(r["updated_at"]),
+    )
+
+
+def _refund_from_row(r: RowMapping) -> Refund:
+    return Refund(
+        id=r["id"],
+        payment_id=r["payment_id"],
+        amount=Money(r["amount_minor"], r["currency"]),
+        operation_id=r["operation_id"],
+        created_at=_utc(r["created_at"]),
+        outcome=Outcome(r["outcome"]) if r["outcome"] else None,
+        reason=r["reason"],
+    )
+
+
+def _payment_values(p: Payment) -> dict[str, Any]:
+    return {
+        "amount_minor": p.amount.minor,
+        "currency": p.currency,
+        "reference": p.reference,
+        "connector": p.connector,
+        "state": str(p.state),
+        "captured_minor": p.captured_minor,
+        "refunded_minor": p.refunded_minor,
+        "pending_refund_minor": p.pending_refund_minor,
+        "failure_reason": p.failure_reason,
+        "metadata": p.metadata,
+        "created_at": p.created_at,
+        "updated_at": p.updated_at,
+    }
+
+
+async def insert_payment(conn: AsyncConnection, p: Payment) -> None:
+    await conn.execute(insert(payments).values(id=p.id, version=p.version, **_payment_values(p)))
+
+
+async def save_payment(conn: AsyncConnection, p: Payment) -> None:
+    """Write the aggregate back if nobody changed it since it was loaded; bumps ``version``."""
+    res = await conn.execute(
+        update(payments)
+        .where(payments.c.id == p.id, payments.c.version == p.version)
+        .values(version=p.version + 1, **_payment_values(p))
+    )
+    if res.rowcount != 1:
+        raise ConcurrentUpdate(f"payment {p.id} was changed concurrently", payment_id=p.id)
+    p.version += 1
+
+
+async def get_payment(conn: AsyncConnection, payment_id: str) -> Payment:
+    row = (await conn.execute(select(payments).where(payments.c.id == payment_id))).mappings()
+    r = row.first()
+    if r is None:
+        raise NotFound(f"payment {payment_id} not found", payment_id=payment_id)
+    return _payment_from_row(r)
+
+
+async def insert_operation(conn: AsyncConnection, op: Operation) -> None:
+    await conn.execute(
+        insert(operations).values(
+            id=op.id,
+            payment_id=op.payment_id,
+            kind=str(op.kind),
+            amount_minor=op.amount.minor,
+            currency=op.amount.currency,
+            echo_id=op.echo_id,
+            idempotency_key=op.idempotency_key,
+            outcome=str(op.outcome) if op.outcome else None,
+            detail=op.detail,
+            created_at=op.created_at,
+            updated_at=op.updated_at,
+        )
+    )
+
+
+async def save_operation(conn: AsyncConnection, op: Operation) -> None:
+    await conn.execute(
+        update(operations)
+        .where(operations.c.id == op.id)
+        .values(
+            outcome=str(op.outcome) if op.outcome else None,
+            detail=op.detail,
+            updated_at=op.updated_at,
+        )
+    )
+
+
+async def get_operation(conn: AsyncConnection, operation_id: str) -> Operation:
+    r = (
+        (await conn.execute(select(operations).where(operations.c.id == operation_id)))
+        .mappings()
+        .first()
+    )
+    if r is None:
+        raise NotFound(f"operation {operation_id} not found")
+    return _operation_from_row(r)
+
+
+async def list_operations(conn: AsyncConnection, payment_id: str) -> list[Operation]:
+    rows = await conn.execute(
+        select(operations)
+        .where(operations.c.payment_id == payment_id)
+        .order_by(operations.c.created_at, operations.c.id)
+    )
+    return [_operation_from_row(r) for r in rows.mappings()]
+
+
+async def insert_refund(conn: AsyncConnection, r: Refund) -> None:
+    await conn.execute(
+        insert(refunds).values(
+            id=r.id,
+            payment_id=r.payment_id,
+            operation_id=r.operation_id,
+            amount_minor=r.amount.minor,
+            currency=r.amount.currency,
+            outcome=str(r.outcome) if r.outcome else None,
+            reason=r.reason,
+            created_at=r.created_at,
+        )
+    )
+
+
+async def save_refund(conn: AsyncConnection, r: Refund) -> None:
+    await conn.execute(
+        update(refunds)
+        .where(refunds.c.id == r.id)
+        .values(outcome=str(r.outcome) if r.outcome else None)
+    )
+
+
+async def list_refunds(conn: AsyncConnection, payment_id: str) -> list[Refund]:
+    rows = await conn.execute(
+        select(refunds).where(refunds.c.payment_id == payment_id).order_by(refunds.c.created_at)
+    )
+    return [_refund_from_row(r) for r in rows.mappings()]
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentFilter:
+    reference: str | None = None
+    state: PaymentState | None = None
+    created_from: datetime | None = None
+    created_to: datetime | None = None
+
+
+def encode_cursor(p: Payment) -> str:
+    raw = json.dumps([p.created_at.isoformat(), p.id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        created, pid = json.loads(raw)
+        return datetime.fromisoformat(created), str(pid)
+    except (ValueError, TypeError) as exc:
+        raise ValidationError("invalid cursor", code="invalid_cursor") from exc
+
+
+async def list_payments(
+    conn: AsyncConnection, f: PaymentFilter, *, limit: int, cursor: str | None
+) -> tuple[list[Payment], str | None]:
+    """Newest first, keyset-paginated on (created_at, id); returns the page and the next cursor."""
+    q = select(payments)
+    if f.reference is not None:
+        q = q.where(payments.c.reference == f.reference)
+    if f.state is not None:
+        q = q.where(payments.c.state == str(f.state))
+    if f.created_from is not None:
+        q = q.where(payments.c.created_at >= f.created_from)
+    if f.created_to is not None:
+        q = q.where(payments.c.created_at < f.created_to)
+    if cursor is not None:
+        c_created, c_id = decode_cursor(cursor)
+        q = q.where(
+            or_(
+                payments.c.created_at < c_created,
+                and_(payments.c.created_at == c_created, payments.c.id < c_id),
+            )
+        )
+    q = q.order_by(payments.c.created_at.desc(), payments.c.id.desc()).limit(limit + 1)
+    rows = [_payment_from_row(r) for r in (await conn.execute(q)).mappings()]
+    next_cursor = encode_cursor(rows[limit - 1]) if len(rows) > limit else None
+    return rows[:limit], next_cursor

@@ -1,0 +1,175 @@
+"""The payment engine against real databases and the fake connector (job handlers called directly).
+
+What matters here is persisted state: the payment row, its operation's outcome, and how often
+money moved at the "provider" (the fake connector's ledger).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from tillbridge.domain.states import Outcome, PaymentState
+from tillbridge.errors import IllegalTransition, ValidationError
+from tillbridge.gateways.fake import FakeConnector
+from tillbridge.money import Money
+from tillbridge.observability.redaction import Redactor
+from tillbridge.queue.tables import jobs
+from tillbridge.services.payments import EXECUTE_JOB, RECOVER_JOB, NewPayment, PaymentService
+from tillbridge.store import payments_repo as repo
+from tillbridge.store.db import Database
+
+pytestmark = pytest.mark.anyio
+
+
+def service(db: Database) -> tuple[PaymentService, FakeConnector]:
+    fake = FakeConnector()
+    return PaymentService(db, {"fake": fake}, redactor=Redactor([])), fake
+
+
+async def create(svc: PaymentService, db: Database, minor: int) -> tuple[str, str]:
+    async with db.write() as conn:
+        p = await svc.create(
+            conn,
+            NewPayment(Money(minor, "EUR"), "SO042", "fake", {}),
+            actor="test",
+            idempotency_key=None,
+        )
+        ops = await repo.list_operations(conn, p.id)
+    return p.id, ops[0].id
+
+
+async def jobs_of(db: Database, kind: str) -> list[dict[str, Any]]:
+    async with db.read() as conn:
+        rows = await conn.execute(select(jobs).where(jobs.c.kind == kind))
+        return [dict(r) for r in rows.mappings()]
+
+
+async def test_create_commits_payment_operation_and_job_together(db: Database) -> None:
+    svc, _ = service(db)
+    pid, op_id = await create(svc, db, 1234)
+    async with db.read() as conn:
+        p = await repo.get_payment(conn, pid)
+        op = await repo.get_operation(conn, op_id)
+    assert p.state == PaymentState.CREATED
+    assert op.echo_id.startswith("tx_")  # persisted before anything is sent
+    [job] = await jobs_of(db, EXECUTE_JOB)
+    assert job["payload"] == {"payment_id": pid, "operation_id": op_id}
+
+
+async def test_rolled_back_create_leaves_nothing(db: Database) -> None:
+    svc, _ = service(db)
+    with pytest.raises(RuntimeError):
+        async with db.write() as conn:
+            await svc.create(
+                conn, NewPayment(Money(100, "EUR"), "R", "fake", {}), actor="t", idempotency_key=None
+            )
+            raise RuntimeError("boom")
+    async with db.read() as conn:
+        from tillbridge.store.tables import payments
+
+        assert (await conn.execute(select(func.count()).select_from(payments))).scalar() == 0
+    assert await jobs_of(db, EXECUTE_JOB) == []
+
+
+@pytest.mark.parametrize(
+    ("minor", "state", "outcome"),
+    [
+        (1234, PaymentState.CAPTURED, Outcome.SUCCEEDED),  # ordinary amount
+        (2051, PaymentState.DECLINED, Outcome.DECLINED),  # ..51 declines
+        (3099, PaymentState.UNKNOWN, Outcome.UNKNOWN),  # ..99 times out after sending
+    ],
+)
+async def test_execute_applies_the_outcome(
+    db: Database, minor: int, state: PaymentState, outcome: Outcome
+) -> None:
+    svc, fake = service(db)
+    pid, op_id = await create(svc, db, minor)
+    await svc.execute(pid, op_id)
+    async with db.read() as conn:
+        p = await repo.get_payment(conn, pid)
+        op = await repo.get_operation(conn, op_id)
+    assert (p.state, op.outcome) == (state, outcome)
+    if outcome == Outcome.UNKNOWN:
+        assert len(await jobs_of(db, RECOVER_JOB)) == 1
+
+
+async def test_unknown_is_recovered_by_asking_and_money_moves_once(db: Database) -> None:
+    svc, fake = service(db)
+    pid, op_id = await create(svc, db, 3099)
+    await svc.execute(pid, op_id)
+    [job] = await jobs_of(db, RECOVER_JOB)
+    await svc.recover(pid, op_id, attempt=job["payload"]["attempt"])
+    async with db.read() as conn:
+        p = await repo.get_payment(conn, pid)
+    assert p.state == PaymentState.CAPTURED
+    async with db.read() as conn:
+        echo = (await repo.get_operation(conn, op_id)).echo_id
+    assert fake.charges == {echo: 1}
+
+
+async def test_execute_twice_is_a_noop(db: Database) -> None:
+    svc, fake = service(db)
+    pid, op_id = await create(svc, db, 1234)
+    await svc.execute(pid, op_id)
+    await svc.execute(pid, op_id)  # the job delivered again (at-least-once)
+    assert sum(fake.charges.values()) == 1
+
+
+async def test_worker_death_after_in_progress_never_resends(db: Database) -> None:
+    """A worker that committed in_progress and died: the rerun asks instead of resending."""
+    svc, fake = service(db)
+    pid, op_id = await create(svc, db, 1234)
+    async with db.write() as conn:  # what the dead worker had committed before sending
+        p = await repo.get_payment(conn, pid)
+        p.transition(PaymentState.IN_PROGRESS, p.updated_at)
+        await repo.save_payment(conn, p)
+    await svc.execute(pid, op_id)  # the job comes back after the lease expired
+    async with db.read() as conn:
+        p = await repo.get_payment(conn, pid)
+    assert p.state == PaymentState.UNKNOWN
+    assert fake.charges == {}  # nothing was sent again
+    [job] = await jobs_of(db, RECOVER_JOB)
+    await svc.recover(pid, op_id, attempt=job["payload"]["attempt"])
+    async with db.read() as conn:
+        p = await repo.get_payment(conn, pid)
+    # The fake never saw it (it "died" with the worker): no record means it never arrived.
+    assert p.state == PaymentState.FAILED
+
+
+async def test_operator_resolves_unknown_and_it_is_audited(db: Database) -> None:
+    from tillbridge.audit.log import query
+
+    svc, _ = service(db)
+    pid, op_id = await create(svc, db, 3099)
+    await svc.execute(pid, op_id)
+    with pytest.raises(ValidationError):
+        await svc.resolve(pid, outcome="succeeded", reason=" ", actor="operator:ann")
+    p = await svc.resolve(pid, outcome="succeeded", reason="seen on terminal", actor="operator:ann")
+    assert p.state == PaymentState.CAPTURED
+    with pytest.raises(IllegalTransition):
+        await svc.resolve(pid, outcome="failed", reason="again", actor="operator:ann")
+    async with db.read() as conn:
+        entries = await query(conn, subject_type="payment", subject_id=pid)
+    actions = [e.action if hasattr(e, "action") else e["action"] for e in entries]
+    assert "payment.resolved" in actions
+
+
+async def test_cancel_before_execution_stops_the_sale(db: Database) -> None:
+    svc, fake = service(db)
+    pid, op_id = await create(svc, db, 1234)
+    p = await svc.cancel(pid, actor="test")
+    assert p.state == PaymentState.CANCELED
+    await svc.execute(pid, op_id)
+    assert fake.charges == {}
+
+
+async def test_unknown_connector_is_a_validation_error(db: Database) -> None:
+    svc, _ = service(db)
+    with pytest.raises(ValidationError):
+        async with db.write() as conn:
+            await svc.create(
+                conn, NewPayment(Money(1, "EUR"), "R", "nope", {}), actor="t", idempotency_key=None
+            )
