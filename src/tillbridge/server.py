@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import signal
 import sys
+from collections.abc import Iterator
 
 import uvicorn
 
@@ -22,6 +23,17 @@ from tillbridge.queue import Worker
 from tillbridge.runtime import Runtime, build_runtime
 from tillbridge.settings import Settings
 from tillbridge.store.migrate import require_current
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: a SIGTERM is a normal, graceful stop (exit 0)."""
+
+    def request_exit(self) -> None:
+        self.should_exit = True
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
 
 
 def start_worker(rt: Runtime, stop: asyncio.Event) -> asyncio.Task[None]:
@@ -62,12 +74,22 @@ async def run_server(settings: Settings, *, host: str, port: int, worker: bool =
     config = uvicorn.Config(
         app, host=host, port=port, log_config=None, access_log=False, lifespan="on"
     )
-    server = uvicorn.Server(config)
+    server = _Server(config)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, server.request_exit)
     stop = asyncio.Event()
     worker_task = start_worker(rt, stop) if worker else None
-    _banner(rt, host, port, worker)
+    serving = asyncio.create_task(server.serve(), name="tillbridge-http")
     try:
-        await server.serve()
+        # Announce only once the socket is bound, so whoever reads the banner can connect.
+        while not server.started and not serving.done():
+            await asyncio.sleep(0.02)
+        if server.started:
+            bound = server.servers[0].sockets[0].getsockname() if server.servers else (host, port)
+            _banner(rt, host, int(bound[1]), worker)
+        await serving
     finally:
         stop.set()
         if worker_task is not None:

@@ -12,6 +12,7 @@ import importlib.metadata
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.routing import APIRoute
 
 from tillbridge.api import ops, payments
 from tillbridge.api.auth import DEFAULT_CACHE_TTL_S, Authenticator
@@ -67,8 +68,12 @@ def create_app(runtime: Runtime, *, auth_cache_ttl_s: float = DEFAULT_CACHE_TTL_
     app.state.runtime = runtime
     app.state.auth = Authenticator(runtime.db, cache_ttl_s=auth_cache_ttl_s)
     install_handlers(app)
-    app.include_router(payments.router)
-    app.include_router(ops.router)
+    app.state.route_methods = []
+    for router in (payments.router, ops.router):
+        app.include_router(router)
+        app.state.route_methods += [
+            (r.path_regex, set(r.methods or ())) for r in router.routes if isinstance(r, APIRoute)
+        ]
     app.add_middleware(
         RequestContextMiddleware,
         max_body_bytes=runtime.settings.max_body_bytes,

@@ -121,6 +121,14 @@ class RequestContextMiddleware:
                 )(scope, receive, send_with_id)
             else:
                 await self.app(scope, receive_limited, send_with_id)
+        except BodyTooLarge as exc:
+            # Normally answered by the problem handler inside the app; this catches a body read
+            # outside FastAPI's handlers (a bare ASGI route, a streaming reader).
+            if response_started:
+                raise
+            await problem_response(413, "payload_too_large", str(exc.detail))(
+                scope, receive, send_with_id
+            )
         except Exception:
             log.exception(
                 "api.unhandled_error", method=scope["method"], route=route_template(scope)

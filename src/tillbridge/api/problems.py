@@ -14,6 +14,7 @@ logged with the request id but never shown to the client).
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from http import HTTPStatus
 from typing import Any, Final
@@ -157,6 +158,15 @@ def validation_response(errors: list[dict[str, Any]]) -> Response:
     return problem_response(422, "validation_error", detail, errors=errors)
 
 
+def _allowed_methods(request: Request) -> str:
+    # Starlette's 405 names only the first route that matched the path; a client deserves
+    # every method the path supports. ``app.state.route_methods`` is set by create_app.
+    path = request.url.path
+    table: list[tuple[re.Pattern[str], set[str]]] = getattr(request.app.state, "route_methods", [])
+    methods = {m for regex, ms in table if regex.match(path) for m in ms}
+    return ", ".join(sorted(methods))
+
+
 def install_handlers(app: FastAPI) -> None:
     """Register the problem+json handlers on ``app``."""
 
@@ -170,15 +180,18 @@ def install_handlers(app: FastAPI) -> None:
         assert isinstance(exc, RequestValidationError)
         return validation_response(field_errors(exc.errors()))
 
-    async def on_http(_request: Request, exc: Exception) -> Response:
+    async def on_http(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
         code = _HTTP_CODES.get(exc.status_code, "http_error")
         detail = exc.detail if isinstance(exc.detail, str) else _title(exc.status_code)
+        headers = dict(exc.headers or {})
         if exc.status_code == 404 and detail == "Not Found":
             detail = "No such resource."
-        elif exc.status_code == 405 and detail == "Method Not Allowed":
-            detail = "This resource does not support that method."
-        return problem_response(exc.status_code, code, detail, headers=exc.headers)
+        elif exc.status_code == 405:
+            if detail == "Method Not Allowed":
+                detail = "This resource does not support that method."
+            headers["Allow"] = _allowed_methods(request) or headers.get("Allow", "")
+        return problem_response(exc.status_code, code, detail, headers=headers)
 
     app.add_exception_handler(BridgeError, on_bridge_error)
     app.add_exception_handler(RequestValidationError, on_validation)

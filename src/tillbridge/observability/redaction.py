@@ -29,6 +29,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+import string
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Final
@@ -231,11 +232,12 @@ def _mask_pans(text: str) -> str:
 # --------------------------------------------------------------------------------------------
 
 # Gate for the text key/value rules: without one of these fragments none of them can apply.
+# Searched in the lower-cased text: sre is several times slower with IGNORECASE alternations.
 _KEYWORD_GATE_RE: Final = re.compile(
     r"auth|cookie|key|pass|pwd|secret|token|sign|cv[cvn]|csc|cav|security|verification|track"
-    r"|pin|bearer|basic|credential|://",
-    re.IGNORECASE,
+    r"|pin|bearer|basic|credential|://"
 )
+_KEYWORD_GATE_I_RE: Final = re.compile(_KEYWORD_GATE_RE.pattern, re.IGNORECASE)
 # ``key`` followed by ``:`` or ``=``, the key optionally quoted ("k", 'k', or \"k\" inside a
 # JSON string). The value is matched separately because its extent depends on the key.
 _KV_KEY_RE: Final = re.compile(
@@ -263,14 +265,47 @@ _BEARER_RE: Final = re.compile(
 _USERINFO_RE: Final = re.compile(r"(?P<pre>://[^/\s:@]*:)(?P<pw>[^/\s@]+)@")
 
 
-def _redact_kv(text: str) -> str:
+_IDENT_CHARS: Final = frozenset(string.ascii_letters + string.digits + "_.-")
+
+
+def _key_around(text: str, hit_start: int, hit_end: int) -> re.Match[str] | None:
+    """The ``key: `` / ``key=`` match whose key contains the keyword at ``hit_start``, if any."""
+    start = hit_start
+    while start > 0 and text[start - 1] in _IDENT_CHARS:
+        start -= 1
+    while start < hit_start and text[start] in "-.":  # "--password=x": the key is "password"
+        start += 1
+    for quote_len in (2, 1, 0):  # \"key\", "key" or 'key', bare key
+        if start - quote_len < 0:
+            continue
+        m = _KV_KEY_RE.match(text, start - quote_len)
+        if m is not None and m.start("key") == start and m.end("key") >= hit_end:
+            return m
+    return None
+
+
+def _redact_kv(text: str, lowered: str | None) -> str:
+    """Mask the values of sensitive keys in ``text``.
+
+    Scanning for every ``key=`` and then classifying it is slow on JSON lines with many keys,
+    so this starts from the (few) keyword hits instead and looks around each one for a key.
+    ``lowered`` is ``text.lower()`` when that has the same length (so offsets agree), else
+    ``None`` and the slower case-insensitive search is used.
+    """
+    hits = (
+        _KEYWORD_GATE_RE.finditer(lowered)
+        if lowered is not None
+        else _KEYWORD_GATE_I_RE.finditer(text)
+    )
     pieces: list[str] = []
     pos = 0  # everything before ``pos`` is settled
-    search_at = 0
-    while True:
-        m = _KV_KEY_RE.search(text, search_at)
-        if m is None:
-            break
+    search_at = 0  # nothing before this can start a key
+    for hit in hits:
+        if hit.start() < search_at:
+            continue
+        m = _key_around(text, hit.start(), hit.end())
+        if m is None or m.start() < search_at:
+            continue
         value_at = m.end()
         search_at = value_at
         if not is_sensitive_key(m.group("key")):
@@ -395,8 +430,10 @@ class Redactor:
             # Track data first: the PAN rule alone would leave expiry and service code behind.
             out = _TRACK_RE.sub(MARKER, out)
             out = _mask_pans(out)
-        if _KEYWORD_GATE_RE.search(out) is not None:
-            out = _redact_kv(out)
+        lowered = out.lower()
+        if _KEYWORD_GATE_RE.search(lowered) is not None:
+            # str.lower() can change the length of rare characters; offsets must agree.
+            out = _redact_kv(out, lowered if len(lowered) == len(out) else None)
             out = _USERINFO_RE.sub(lambda m: f"{m['pre']}{MARKER}@", out)
             out = _BEARER_RE.sub(_auth_scheme_sub, out)
         if self._secret_re is not None:

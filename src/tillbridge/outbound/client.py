@@ -83,6 +83,9 @@ class _Attempt:
     cause: BaseException | None = None
     status: int | None = None
     provider_request_id: str | None = None
+    # False when the failure is our own (unusable request, unexpected exception): repeating it
+    # cannot help, whatever the policy says.
+    repeatable: bool = True
 
 
 class OutboundClient:
@@ -263,7 +266,13 @@ class OutboundClient:
             except Exception as exc:
                 kind, verdict = classify_exception(exc)
                 _settle(permit, verdict)
-                result = _Attempt(None, kind, reason=_reason(kind, exc), cause=exc)
+                result = _Attempt(
+                    None,
+                    kind,
+                    reason=_reason(kind, exc),
+                    cause=exc,
+                    repeatable=verdict is not Verdict.NEUTRAL,
+                )
                 await self._record(req, result, attempt, cls, group, t0, idempotent)
                 return result
             _settle(permit, verdict_of_status(response.status_code))
@@ -290,8 +299,8 @@ class OutboundClient:
         if attempt >= policy.max_attempts:
             return None
         if result.response is None:
-            if isinstance(result.cause, httpx2.UnsupportedProtocol | httpx2.LocalProtocolError):
-                return None  # our own request is unusable; repeating cannot help
+            if not result.repeatable:
+                return None
             return backoff_delay(attempt, policy, self._rng)
         response = result.response
         if response.status_code not in policy.retry_statuses and not predicate(response):

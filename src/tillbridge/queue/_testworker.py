@@ -41,6 +41,7 @@ from sqlalchemy import (
     create_engine,
     delete,
     insert,
+    select,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -104,9 +105,14 @@ async def _start(ctx: JobContext) -> None:
             )
         )
         if ctx.key is not None:
-            took = await _insert_ignore(conn, ctx.key, ctx.job_id)
-            if not took:
-                await conn.execute(insert(qt_violations).values(job_id=ctx.job_id, key=ctx.key))
+            if not await _insert_ignore(conn, ctx.key, ctx.job_id):
+                holder = await conn.scalar(
+                    select(qt_running_keys.c.job_id).where(qt_running_keys.c.key == ctx.key)
+                )
+                # An earlier attempt of this same job died holding the key: that is a rerun, not
+                # two jobs of one key at the same time.
+                if holder != ctx.job_id:
+                    await conn.execute(insert(qt_violations).values(job_id=ctx.job_id, key=ctx.key))
 
 
 async def _insert_ignore(conn: AsyncConnection, key: str, job_id: int) -> bool:

@@ -139,6 +139,7 @@ class Worker:
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()
         self._next_reap: datetime | None = None
+        self._claim_due = True
 
     # ------------------------------------------------------------------------------ public
 
@@ -174,33 +175,45 @@ class Worker:
             self.log.info("worker stopped")
 
     async def _loop(self, stop: asyncio.Event, until_idle: bool) -> None:
+        # When to claim: a claim scans the ready jobs, so it is the expensive statement. Claim at
+        # once after a full batch (more work is waiting) or after a keyed job finished (the next
+        # job of its key may now be ready); otherwise at the poll time, which backs off while
+        # claims come back empty. Outcomes of finished handlers are flushed at every wake-up.
         delay = self.poll_interval
+        next_poll = 0.0
         while not stop.is_set():
-            want = min(self.concurrency - len(self._running), self.batch_size)
-            if want <= 0 and not self._done:
-                await self._sleep(None)  # all slots busy: a finishing handler wakes us
+            free = min(self.concurrency - len(self._running), self.batch_size)
+            clock = time.monotonic()
+            claim = free > 0 and (
+                self._claim_due or clock >= next_poll or (until_idle and not self._running)
+            )
+            if not claim and not self._done:
+                await self._sleep(None if free <= 0 else max(next_poll - clock, 0.0))
                 continue
+            want = free if claim else 0
+            self._claim_due = False
             try:
-                claimed = await self._cycle(max(want, 0))
+                claimed = await self._cycle(want)
             except _TRANSIENT as exc:
                 self.log.warning("queue cycle failed", error=repr(exc)[:300], retry_in=delay)
-                await self._sleep(delay)
                 delay = min(delay * 2, self.max_poll_interval)
+                next_poll = time.monotonic() + delay
+                await self._sleep(delay)
                 continue
             for job in claimed:
                 self._start(job)
+            if not claim:
+                continue
             if until_idle and not claimed and not self._running and not self._done:
                 return
-            if want > 0 and len(claimed) == want:
+            if len(claimed) == want:
                 # A full batch: more work is likely waiting. Let the new handlers start, go on.
+                self._claim_due = True
                 delay = self.poll_interval
                 await asyncio.sleep(0)
                 continue
-            if claimed:
-                delay = self.poll_interval
-            elif want > 0:
-                delay = min(delay * 2, self.max_poll_interval)
-            await self._sleep(delay)
+            delay = self.poll_interval if claimed else min(delay * 2, self.max_poll_interval)
+            next_poll = time.monotonic() + delay
 
     async def _sleep(self, seconds: float | None) -> None:
         """Wait for a finished handler, the stop event or ``seconds``, whichever comes first."""
@@ -335,6 +348,8 @@ class Worker:
         self.metrics.duration.labels(job.kind).observe(time.perf_counter() - started)
         self._running.pop((job.id, job.attempts), None)
         self._done.append(outcome)
+        if job.key is not None:
+            self._claim_due = True  # the next job of this key may be ready now
         self._wake.set()
 
     def _failure(self, job: ClaimedJob, spec: KindSpec, limit: int, exc: Exception) -> _Outcome:

@@ -18,7 +18,7 @@ Jobs are keyed by payment, so two jobs of one payment never run at once.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tillbridge.audit.log import record as audit_record
 from tillbridge.domain.payments import Operation, Payment, new_id
-from tillbridge.domain.states import Outcome, OperationKind, PaymentState
+from tillbridge.domain.states import OperationKind, Outcome, PaymentState
 from tillbridge.errors import (
     BridgeError,
     IllegalTransition,
@@ -59,6 +59,13 @@ def job_key(payment_id: str) -> str:
     return f"payment:{payment_id}"
 
 
+#: Called inside the transaction of every payment state change, after the change is saved:
+#: ``listener(conn, payment, previous_state)``. Listeners enqueue follow-up work (outgoing
+#: webhooks, ERP write-back) in that same transaction, so it exists iff the change committed.
+#: They must not do I/O beyond the connection, and must tolerate being called for any state.
+PaymentListener = Callable[[AsyncConnection, Payment, PaymentState | None], Awaitable[None]]
+
+
 @dataclass(frozen=True, slots=True)
 class NewPayment:
     amount: Money
@@ -77,7 +84,9 @@ class PaymentService:
         *,
         redactor: Redactor,
         clock: Callable[[], datetime] = utcnow,
+        listeners: list[PaymentListener] | None = None,
     ) -> None:
+        self.listeners: list[PaymentListener] = list(listeners or [])
         self.db = db
         self.connectors = connectors
         self.redactor = redactor
@@ -93,8 +102,20 @@ class PaymentService:
             ) from None
 
     async def _audit(
-        self, conn: AsyncConnection, action: str, p: Payment, actor: str, **payload: Any
+        self,
+        conn: AsyncConnection,
+        action: str,
+        p: Payment,
+        actor: str,
+        previous: PaymentState | None = None,
+        *,
+        notify: bool = True,
+        **payload: Any,
     ) -> None:
+        """Audit a change and tell the listeners, in the transaction that made the change."""
+        if notify:
+            for listener in self.listeners:
+                await listener(conn, p, previous)
         await audit_record(
             conn,
             action=action,
@@ -147,9 +168,10 @@ class PaymentService:
         """Cancel a payment that has not started moving money; a repeat is a no-op."""
         async with self.db.write() as conn:
             p = await repo.get_payment(conn, payment_id)
+            prev = p.state
             if p.cancel(self.clock()):
                 await repo.save_payment(conn, p)
-                await self._audit(conn, "payment.state_changed", p, actor, reason="canceled")
+                await self._audit(conn, "payment.state_changed", p, actor, prev, reason="canceled")
             return p
 
     # worker side -------------------------------------------------------------------------------
@@ -176,14 +198,21 @@ class PaymentService:
                 p.apply_purchase_outcome(Outcome.UNKNOWN, self.clock())
                 await repo.save_operation(conn, op)
                 await repo.save_payment(conn, p)
-                await self._audit(conn, "payment.state_changed", p, "worker", reason="resumed")
+                await self._audit(
+                    conn,
+                    "payment.state_changed",
+                    p,
+                    "worker",
+                    PaymentState.IN_PROGRESS,
+                    reason="resumed",
+                )
                 await self._schedule_recovery(conn, p, op, attempt=0)
                 return
             if p.state != PaymentState.CREATED or op.outcome is not None:
                 return  # already executed, canceled or resolved: nothing to do
             p.transition(PaymentState.IN_PROGRESS, self.clock())
             await repo.save_payment(conn, p)
-            await self._audit(conn, "payment.state_changed", p, "worker")
+            await self._audit(conn, "payment.state_changed", p, "worker", PaymentState.CREATED)
 
         connector = self.connector(p.connector)
         result = await _call(connector.purchase, self._request(p, op))
@@ -230,11 +259,12 @@ class PaymentService:
                     masked_pan=result.masked_pan,
                     auth_code=result.auth_code,
                 )
+                prev = p.state
                 p.apply_purchase_outcome(result.outcome, now, reason=result.reason)
                 await repo.save_operation(conn, op)
                 await repo.save_payment(conn, p)
                 await self._audit(
-                    conn, "payment.state_changed", p, actor, outcome=str(result.outcome)
+                    conn, "payment.state_changed", p, actor, prev, outcome=str(result.outcome)
                 )
                 if result.outcome == Outcome.UNKNOWN:
                     await self._schedule_recovery(conn, p, op, attempt=attempt)
@@ -249,6 +279,7 @@ class PaymentService:
                 "payment.needs_operator",
                 p,
                 "recovery",
+                notify=False,
                 instruction=(
                     "check the transaction on the terminal or provider, then run "
                     f"`tillbridge payments resolve {p.id} --as succeeded|failed --reason ...`"
@@ -289,7 +320,15 @@ class PaymentService:
                     )
                     await repo.save_operation(conn, op)
             await repo.save_payment(conn, p)
-            await self._audit(conn, "payment.resolved", p, actor, outcome=outcome, reason=reason)
+            await self._audit(
+                conn,
+                "payment.resolved",
+                p,
+                actor,
+                PaymentState.UNKNOWN,
+                outcome=outcome,
+                reason=reason,
+            )
             return p
 
 

@@ -44,6 +44,7 @@ class SchemaStatus:
 
 def schema_status(url: str) -> SchemaStatus:
     """Which revision the database is at, and which the code expects."""
+    ensure_sqlite_dir(url)
     engine = create_engine(sync_url(url))
     try:
         with engine.connect() as conn:

@@ -1,6 +1,9 @@
-"""Helpers for the API acceptance tests. The API under test: a real runtime over a real database (SQLite and PostgreSQL), driven
+"""Helpers for the API acceptance tests.
+
+The API under test is a real runtime over a real database (SQLite and PostgreSQL), driven
 in-process through ``httpx2.ASGITransport``. Only the counterpart is a fake (the shipped
-``FakeConnector``); everything of ours is the real thing."""
+``FakeConnector``); everything of ours is the real thing.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +15,6 @@ from fastapi import FastAPI
 from sqlalchemy import func, select
 from sqlalchemy.sql.schema import Table
 
-from tillbridge.api import create_app
 from tillbridge.config import Connector, MerchantConfig
 from tillbridge.gateways.fake import FakeConnector
 from tillbridge.observability.redaction import Redactor
@@ -68,9 +70,13 @@ class Api:
             h["Idempotency-Key"] = idem
         return h
 
-    async def create(self, body: dict[str, Any] | None = None, idem: str = "k-1", who: str = "writer") -> httpx2.Response:
+    async def create(
+        self, body: dict[str, Any] | None = None, idem: str = "k-1", who: str = "writer"
+    ) -> httpx2.Response:
         return await self.client.post(
-            "/v1/payments", json=VALID_BODY if body is None else body, headers=self.headers(who, idem)
+            "/v1/payments",
+            json=VALID_BODY if body is None else body,
+            headers=self.headers(who, idem),
         )
 
     async def payments(self) -> int:

@@ -23,7 +23,11 @@ async def test_create_key_stores_only_a_hash_of_the_secret(api: Api) -> None:
     assert token == f"tb_{prefix}_{secret}" and record.prefix == prefix
     assert len(secret) == 43  # 32 random bytes, base64url
     async with api.runtime.db.read() as conn:
-        row = (await conn.execute(select(api_keys).where(api_keys.c.id == record.id))).mappings().one()
+        row = (
+            (await conn.execute(select(api_keys).where(api_keys.c.id == record.id)))
+            .mappings()
+            .one()
+        )
         dump = repr(dict(row))
     assert bytes(row["secret_hash"]) == hashlib.sha256(secret.encode()).digest()
     assert secret not in dump and token not in dump

@@ -100,8 +100,8 @@ async def test_keys_are_scoped_per_api_key(api: Api) -> None:
 async def test_missing_or_invalid_idempotency_key_is_400(api: Api) -> None:
     r = await api.client.post("/v1/payments", json=VALID_BODY, headers=api.headers())
     assert_problem(r, 400, "idempotency_key_missing")
-    for bad in ("x" * 256, "tab\there", "caf\u00e9"):
-        h = {**api.headers(), "Idempotency-Key": bad}
+    for bad in (b"x" * 256, b"tab\there", "caf\u00e9".encode()):
+        h: dict[str, str | bytes] = {**api.headers(), "Idempotency-Key": bad}
         r = await api.client.post("/v1/payments", json=VALID_BODY, headers=h)
         assert_problem(r, 400, "idempotency_key_invalid")
     assert await api.payments() == 0
@@ -132,7 +132,9 @@ async def test_failed_work_rolls_back_the_claim(api: Api) -> None:
     assert (await api.create(idem="k-rollback")).status_code == 201
 
 
-@pytest.mark.parametrize("db_url", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True)
+@pytest.mark.parametrize(
+    "db_url", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
+)
 async def test_concurrent_request_while_first_in_progress_is_409_on_postgres(api: Api) -> None:
     """The first request's transaction is held open (claimed, work not done): a second request
     with the same key gets 409 at once instead of waiting; after the first rolls back, the key

@@ -91,7 +91,9 @@ class CuttableProxy:
         await self.server.wait_closed()
 
 
-@pytest.mark.parametrize("db_url", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True)
+@pytest.mark.parametrize(
+    "db_url", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
+)
 async def test_database_lost_mid_life_is_503_and_nothing_written(db_url: str) -> None:
     real = make_url(db_url)
     proxy = CuttableProxy(real.host or "127.0.0.1", real.port or 5432)
@@ -106,7 +108,9 @@ async def test_database_lost_mid_life_is_503_and_nothing_written(db_url: str) ->
         await proxy.cut()
         for attempt in range(2):  # the pooled connection dies first, then connecting fails
             r = await client.post(
-                "/v1/payments", json=VALID_BODY, headers={**headers, "Idempotency-Key": f"k{attempt}"}
+                "/v1/payments",
+                json=VALID_BODY,
+                headers={**headers, "Idempotency-Key": f"k{attempt}"},
             )
             assert_problem(r, 503, "store_unavailable")
             assert "retry-after" in r.headers

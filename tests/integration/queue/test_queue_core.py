@@ -107,7 +107,9 @@ async def test_worker_runs_jobs_and_marks_them_succeeded(db: Database, clock: An
 
     async with db.write() as conn:
         ids = [await enqueue(conn, "t.record", {"i": i}, now=clock()) for i in range(10)]
-        later = await enqueue(conn, "t.record", run_after=clock() + timedelta(minutes=5), now=clock())
+        later = await enqueue(
+            conn, "t.record", run_after=clock() + timedelta(minutes=5), now=clock()
+        )
         other_kind = await enqueue(conn, "t.unhandled", now=clock())
     await make_worker(db, reg, clock).run_until_idle()
 
@@ -128,9 +130,7 @@ async def test_worker_runs_jobs_and_marks_them_succeeded(db: Database, clock: An
 async def test_failures_retry_with_backoff_then_dead_letter_with_the_last_error(
     db: Database, clock: Any
 ) -> None:
-    policy = RetryPolicy(
-        max_attempts=3, base_delay=timedelta(seconds=10), factor=2, jitter=0.0
-    )
+    policy = RetryPolicy(max_attempts=3, base_delay=timedelta(seconds=10), factor=2, jitter=0.0)
     calls: list[int] = []
     reg = JobRegistry()
 
@@ -167,7 +167,9 @@ async def test_failures_retry_with_backoff_then_dead_letter_with_the_last_error(
     assert detail.last_error["type"] == "ConnectionError"
     assert detail.last_error["message"] == "counterpart down (attempt 3)"
     assert "raise ConnectionError" in detail.last_error["traceback"]
-    assert [(e.attempt, e.type) for e in detail.errors] == [(n, "ConnectionError") for n in (1, 2, 3)]
+    assert [(e.attempt, e.type) for e in detail.errors] == [
+        (n, "ConnectionError") for n in (1, 2, 3)
+    ]
 
 
 async def test_backoff_jitter_stays_within_bounds(db: Database, clock: Any) -> None:
@@ -309,9 +311,13 @@ async def test_a_stale_worker_cannot_complete_a_reclaimed_job(db: Database, cloc
         )
     assert new.attempts == 2
     async with db.write() as conn:
-        done = await qsql.complete(conn, worker_id="old", pairs=[(old.id, old.attempts)], now=clock())
+        done = await qsql.complete(
+            conn, worker_id="old", pairs=[(old.id, old.attempts)], now=clock()
+        )
         assert done == set()
-        done = await qsql.complete(conn, worker_id="new", pairs=[(new.id, new.attempts)], now=clock())
+        done = await qsql.complete(
+            conn, worker_id="new", pairs=[(new.id, new.attempts)], now=clock()
+        )
         assert done == {job_id}
     async with db.read() as conn:
         n = (await conn.execute(select(func.count()).select_from(jobs))).scalar_one()

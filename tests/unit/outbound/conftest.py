@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, cast
 
 import httpx2
 import pytest
@@ -63,10 +63,10 @@ class Script:
             return httpx2.Response(
                 step.status_code, headers=step.headers, content=step.content, request=request
             )
-        if isinstance(step, type) and issubclass(step, Exception):
+        if isinstance(step, type):
             if issubclass(step, httpx2.RequestError):
                 raise step("scripted failure", request=request)
-            raise step("scripted failure")
+            raise cast(type[Exception], step)("scripted failure")
         return step(request)
 
     @property

@@ -22,6 +22,11 @@ class Clock:
         return self.now
 
 
+def state(breaker: CircuitBreaker) -> BreakerState:
+    # A function call, so the type checker does not narrow the property between assertions.
+    return breaker.state
+
+
 def fail(breaker: CircuitBreaker, times: int) -> None:
     for _ in range(times):
         breaker.acquire().failure()
@@ -41,16 +46,16 @@ def breaker(clock: Clock) -> CircuitBreaker:
 
 def test_opens_after_threshold_consecutive_failures(breaker: CircuitBreaker) -> None:
     fail(breaker, 2)
-    assert breaker.state is BreakerState.CLOSED
+    assert state(breaker) is BreakerState.CLOSED
     fail(breaker, 1)
-    assert breaker.state is BreakerState.OPEN
+    assert state(breaker) is BreakerState.OPEN
 
 
 def test_success_resets_the_failure_count(breaker: CircuitBreaker) -> None:
     fail(breaker, 2)
     breaker.acquire().success()
     fail(breaker, 2)
-    assert breaker.state is BreakerState.CLOSED
+    assert state(breaker) is BreakerState.CLOSED
 
 
 def test_open_breaker_fails_fast_as_not_sent(breaker: CircuitBreaker) -> None:
@@ -64,12 +69,12 @@ def test_open_breaker_fails_fast_as_not_sent(breaker: CircuitBreaker) -> None:
 def test_half_open_allows_exactly_one_probe(breaker: CircuitBreaker, clock: Clock) -> None:
     fail(breaker, 3)
     clock.now = 30.0
-    assert breaker.state is BreakerState.HALF_OPEN
+    assert state(breaker) is BreakerState.HALF_OPEN
     probe = breaker.acquire()
     with pytest.raises(CircuitOpen):
         breaker.acquire()  # second caller while the probe is in flight
     probe.success()
-    assert breaker.state is BreakerState.CLOSED
+    assert state(breaker) is BreakerState.CLOSED
     breaker.acquire().success()
 
 
@@ -77,12 +82,12 @@ def test_failed_probe_reopens_with_a_fresh_wait(breaker: CircuitBreaker, clock: 
     fail(breaker, 3)
     clock.now = 31.0
     breaker.acquire().failure()
-    assert breaker.state is BreakerState.OPEN
+    assert state(breaker) is BreakerState.OPEN
     clock.now = 60.0  # 29 s after the re-open: still waiting
     with pytest.raises(CircuitOpen):
         breaker.acquire()
     clock.now = 61.0
-    assert breaker.state is BreakerState.HALF_OPEN
+    assert state(breaker) is BreakerState.HALF_OPEN
 
 
 def test_released_probe_lets_the_next_call_probe(breaker: CircuitBreaker, clock: Clock) -> None:
@@ -91,7 +96,7 @@ def test_released_probe_lets_the_next_call_probe(breaker: CircuitBreaker, clock:
     breaker.acquire().release()  # e.g. cancelled or refused by the rate limiter
     probe = breaker.acquire()
     probe.success()
-    assert breaker.state is BreakerState.CLOSED
+    assert state(breaker) is BreakerState.CLOSED
 
 
 def test_late_answers_from_before_the_opening_decide_nothing(
@@ -100,7 +105,7 @@ def test_late_answers_from_before_the_opening_decide_nothing(
     early = breaker.acquire()  # permitted while closed
     fail(breaker, 3)
     early.success()  # arrives after the breaker opened
-    assert breaker.state is BreakerState.OPEN
+    assert state(breaker) is BreakerState.OPEN
 
 
 def test_settling_twice_is_ignored(breaker: CircuitBreaker) -> None:

@@ -3,9 +3,10 @@ Retry-After, breaker, rate limit and the audit hook. No real sleeps: FakeTime.sl
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
-from email.utils import format_datetime
 from datetime import UTC, datetime
+from email.utils import format_datetime
 from typing import Any
 
 import httpx2
@@ -106,7 +107,7 @@ async def test_total_time_budget_stops_retrying(
     assert s.calls == 3
 
 
-# --- Retry-After -----------------------------------------------------------------------------------
+# --- Retry-After ---------------------------------------------------------------------------------
 
 
 async def test_retry_after_seconds_is_honoured(
@@ -373,3 +374,32 @@ async def test_audit_records_failures_and_hook_errors_do_not_break_the_call(
         ("unknown", "ReadTimeout"),
         ("response", None),
     ]
+
+
+async def test_cancelled_probe_frees_the_half_open_slot(
+    make_client: MakeClient, script: Any, r: R, fake_time: Any
+) -> None:
+    breakers = BreakerRegistry(
+        BreakerConfig(failure_threshold=1, open_seconds=5), clock=fake_time.monotonic
+    )
+    s = script(httpx2.ConnectError, asyncio.CancelledError, r(200))
+    async with make_client(s, breakers=breakers, retry=RetryPolicy(max_attempts=1)) as client:
+        with pytest.raises(NotSent):
+            await client.request("GET", "/x")
+        fake_time.advance(5)
+        with pytest.raises(asyncio.CancelledError):
+            await client.request("GET", "/x")  # the probe is cancelled mid-flight
+        assert (await client.request("GET", "/x")).status_code == 200  # next call may probe
+    assert breakers.get("acme:eu", "default").state is BreakerState.CLOSED
+
+
+@pytest.mark.parametrize("exc", [httpx2.LocalProtocolError, RuntimeError])
+async def test_our_own_failures_are_not_repeated(
+    make_client: MakeClient, script: Any, exc: type[Exception]
+) -> None:
+    # An unexpected exception is classified unknown: it may have happened after sending.
+    s = script(exc)
+    async with make_client(s) as client:
+        with pytest.raises((NotSent, OutcomeUnknown)):
+            await client.request("GET", "/x")
+    assert s.calls == 1

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
 
 from tillbridge.errors import NotSent, TerminalBusy, ValidationError
 from tillbridge.money import Money
@@ -26,7 +25,6 @@ from tillbridge.terminals.contract import (
     PurchaseRequest,
     RefundRequest,
     ReversalRequest,
-    SchemeTotal,
     SettlementResult,
     StatusQuery,
     TerminalCapabilities,
@@ -37,13 +35,13 @@ from tillbridge.terminals.zvt import codes
 from tillbridge.terminals.zvt import commands as C
 from tillbridge.terminals.zvt.apdu import PRINT_TEXT_BLOCK, Apdu
 from tillbridge.terminals.zvt.config import ZvtConfig
-from tillbridge.terminals.zvt.flow import Flow, FlowRecord, Phase, StatusHook
+from tillbridge.terminals.zvt.flow import Flow, FlowRecord, StatusHook
 from tillbridge.terminals.zvt.link import LinkFactory, ZvtLink
 from tillbridge.terminals.zvt.messages import StatusInformation
 from tillbridge.terminals.zvt.recovery import match_last
+from tillbridge.terminals.zvt.reports import AdminResult, admin_result, settlement_result, why
 from tillbridge.terminals.zvt.results import (
     build_result,
-    money_of,
     status_outcome,
     transaction_outcome,
 )
@@ -52,42 +50,6 @@ from tillbridge.terminals.zvt.tcp import DEFAULT_PORT, TcpLink
 from tillbridge.terminals.zvt.tlv import Tlv
 
 MAX_ZVT_AMOUNT = 999_999_999_999
-
-
-@dataclass(frozen=True, slots=True)
-class AdminResult:
-    """Result of a ZVT administration command (registration, status, diagnosis, log-off)."""
-
-    ok: bool
-    text: str
-    result_code: str | None = None
-    terminal_id: str | None = None
-    terminal_status: int | None = None
-    sw_version: str | None = None
-    receipt: tuple[str, ...] = ()
-
-
-def _why(rec: FlowRecord) -> str:
-    if rec.refused is not None:
-        return f"refused: {codes.result_text(rec.refused)}"
-    if rec.abort is not None:
-        return f"aborted: {rec.abort.extended_text or codes.result_text(rec.abort.result_code)}"
-    return str(rec.failure or "no answer")
-
-
-def _settle_outcome(rec: FlowRecord, info: StatusInformation | None) -> tuple[Outcome, int | None]:
-    rc = info.result_code if info is not None else None
-    if rec.refused is not None:
-        return Outcome.DECLINED, rec.refused
-    if rc is not None and rc != codes.APPROVED:
-        return Outcome.DECLINED, rc
-    if rec.abort is not None:
-        return Outcome.DECLINED, rec.abort.result_code
-    if rec.completion is not None or (rec.status is not None and rec.phase is Phase.DONE):
-        return Outcome.SUCCEEDED, codes.APPROVED
-    if rec.phase is Phase.NOT_SENT:
-        return Outcome.NOT_SENT, None
-    return Outcome.UNKNOWN, rc
 
 
 class ZvtTerminal:
@@ -207,7 +169,7 @@ class ZvtTerminal:
             raise TerminalBusy("the terminal is busy (receiver not ready)")
         if rec.completion is None:
             # Nothing but the registration went out, so the caller's command was not sent.
-            raise NotSent(f"registration failed: {_why(rec)}", code="zvt_registration_failed")
+            raise NotSent(f"registration failed: {why(rec)}", code="zvt_registration_failed")
         self._registered = True
         self.terminal_id = rec.completion.terminal_id or self.terminal_id
         return rec
@@ -389,7 +351,7 @@ class ZvtTerminal:
                 Outcome.UNKNOWN,
                 requested=query.amount,
                 reference=query.reference,
-                detail=f"the terminal did not repeat its last transaction: {_why(rec)}",
+                detail=f"the terminal did not repeat its last transaction: {why(rec)}",
             )
         match = match_last(query, info)
         if match.matched and match.outcome is Outcome.SUCCEEDED:
@@ -415,33 +377,7 @@ class ZvtTerminal:
                 )
         except NotSent as exc:
             return SettlementResult(Outcome.NOT_SENT, detail=str(exc))
-        rec = flow.record
-        info = rec.status or rec.received
-        outcome, code = _settle_outcome(rec, info)
-        fallback = Money(0, cfg.currency)
-        total = money_of(info.amount, info.currency, fallback) if info is not None else None
-        schemes: list[SchemeTotal] = []
-        currency = total.currency if total is not None else cfg.currency
-        if info is not None and info.totals is not None:
-            for name, s in zip(codes.SETTLEMENT_SCHEMES, info.totals.schemes, strict=True):
-                if s.count or s.total:
-                    schemes.append(SchemeTotal(name, s.count, Money(s.total, currency)))
-        book = flow.receipts.lines
-        return SettlementResult(
-            outcome=outcome,
-            total=total if outcome is not Outcome.DECLINED else None,
-            count=sum(s.count for s in info.totals.schemes) if info and info.totals else None,
-            schemes=tuple(schemes),
-            first_receipt_number=f"{info.totals.first_receipt:04d}"
-            if info and info.totals
-            else None,
-            last_receipt_number=f"{info.totals.last_receipt:04d}" if info and info.totals else None,
-            trace_number=info.trace if info is not None else None,
-            result_code=None if code is None else f"{code:02X}",
-            result_text=None if code is None else codes.result_text(code),
-            receipt=tuple(line for side in book.values() for line in side),
-            detail=None if outcome is not Outcome.UNKNOWN else f"{_why(rec)}; ask the terminal",
-        )
+        return settlement_result(flow, cfg.currency)
 
     # administration -----------------------------------------------------------------------------
 
@@ -460,23 +396,7 @@ class ZvtTerminal:
                 )
         except NotSent as exc:
             return AdminResult(False, str(exc))
-        rec = flow.record
-        comp = rec.completion
-        rc = comp.result_code if comp is not None else None
-        ok = rec.refused is None and rec.abort is None and rec.failure is None and rc in (None, 0)
-        lines = tuple(line for side in flow.receipts.lines.values() for line in side)
-        code = (
-            rec.refused if rec.refused is not None else (rec.abort.result_code if rec.abort else rc)
-        )
-        return AdminResult(
-            ok=ok,
-            text="ok" if ok else _why(rec),
-            result_code=None if code is None else f"{code:02X}",
-            terminal_id=comp.terminal_id if comp is not None else None,
-            terminal_status=comp.terminal_status if comp is not None else None,
-            sw_version=comp.sw_version if comp is not None else None,
-            receipt=lines,
-        )
+        return admin_result(flow)
 
     async def register(self) -> AdminResult:
         """Registration (06 00) now, with this client's config byte and permitted commands."""
