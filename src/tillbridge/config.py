@@ -106,6 +106,15 @@ class Erp(_Strict):
     url: HttpUrl
     api_key: SecretRef
     database: str | None = None
+    #: Xentral only: the webhook signature key(s). Several during a key rotation; any one that
+    #: verifies is accepted. Without any, every delivery to this account is refused (401).
+    webhook_secrets: list[SecretRef] = Field(default_factory=list, max_length=5)
+
+    @model_validator(mode="after")
+    def _webhook_secrets_only_for_xentral(self) -> Erp:
+        if self.webhook_secrets and self.type != "xentral":
+            raise ValueError("webhook_secrets is only used by type = \"xentral\"")
+        return self
 
 
 class Subscriber(_Strict):
@@ -150,6 +159,8 @@ class MerchantConfig(_Strict):
                     ref = getattr(item, field_name, None)
                     if isinstance(ref, SecretRef):
                         refs.append((f"{section}.{name}.{field_name}", ref))
+                for i, ref in enumerate(getattr(item, "webhook_secrets", None) or ()):
+                    refs.append((f"{section}.{name}.webhook_secrets.{i}", ref))
         return refs
 
 

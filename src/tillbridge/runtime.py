@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from tillbridge.config import MerchantConfig, load_config
 from tillbridge.gateways.contract import PaymentConnector
 from tillbridge.gateways.fake import FakeConnector
+from tillbridge.inbound.wiring import Integrations, build_integrations
 from tillbridge.observability.redaction import Redactor
 from tillbridge.services.payments import PaymentService
 from tillbridge.settings import Settings
@@ -28,9 +29,12 @@ class Runtime:
     redactor: Redactor
     connectors: dict[str, PaymentConnector]
     payments: PaymentService = field(init=False)
+    #: Webhook intake, outgoing webhooks, outbound clients and Xentral (adds payment listeners).
+    integrations: Integrations = field(init=False)
 
     def __post_init__(self) -> None:
         self.payments = PaymentService(self.db, self.connectors, redactor=self.redactor)
+        self.integrations = build_integrations(self)
 
     async def schema_status(self) -> str:
         """``"current"`` if the schema matches the code; raises ``SchemaOutOfDate`` otherwise.
@@ -41,6 +45,7 @@ class Runtime:
         return "current"
 
     async def close(self) -> None:
+        await self.integrations.aclose()
         await self.db.dispose()
 
 

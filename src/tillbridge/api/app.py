@@ -14,7 +14,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
-from tillbridge.api import ops, payments
+from tillbridge.api import ops, payments, providers, webhook_deliveries, webhooks
 from tillbridge.api.auth import DEFAULT_CACHE_TTL_S, Authenticator
 from tillbridge.api.middleware import RequestContextMiddleware
 from tillbridge.api.problems import install_handlers, patch_openapi
@@ -69,7 +69,14 @@ def create_app(runtime: Runtime, *, auth_cache_ttl_s: float = DEFAULT_CACHE_TTL_
     app.state.auth = Authenticator(runtime.db, cache_ttl_s=auth_cache_ttl_s)
     install_handlers(app)
     app.state.route_methods = []
-    for router in (payments.router, ops.router):
+    for router in (
+        payments.router,
+        ops.router,
+        webhooks.router,  # POST /webhooks/{source}/{account} (signed, no API key)
+        webhooks.admin_router,
+        webhook_deliveries.router,
+        providers.router,
+    ):
         app.include_router(router)
         app.state.route_methods += [
             (r.path_regex, set(r.methods or ())) for r in router.routes if isinstance(r, APIRoute)

@@ -68,6 +68,10 @@ _LEVELS: Final = {
 }
 
 
+# Written by our own processors from trusted values: not worth a redaction pass per line.
+_OWN_KEYS: Final = frozenset({"timestamp", "level", "logger"})
+
+
 class _BridgeHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """Our root handler; its class marks it so a second set-up can find and replace it."""
 
@@ -83,7 +87,7 @@ def redaction_processor(redactor: Redactor) -> Processor:
 
     def redact_event(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
         for key, value in event_dict.items():
-            if value is None:
+            if value is None or key in _OWN_KEYS:
                 continue
             if is_sensitive_key(key):
                 event_dict[key] = MARKER

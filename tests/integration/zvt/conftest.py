@@ -10,7 +10,6 @@ from typing import Any
 
 import anyio
 import pytest
-
 from zvt_support import SimFactory
 
 from tillbridge.simulators.zvt import SimulatorHandle, serve_tcp

@@ -42,16 +42,15 @@ async def test_cut_after_status_information_then_recovery(start_sim: SimFactory)
     async def persist(result: TerminalResult) -> None:
         persisted.append(result)
 
-    result = await client(sim, persist_result=persist).purchase(PurchaseRequest(eur(1299), "op-1"))
+    terminal = client(sim, persist_result=persist)
+    result = await terminal.purchase(PurchaseRequest(eur(1299), "op-1"))
     assert result.outcome is Outcome.UNKNOWN
     assert "never resend" in (result.detail or "")
+    # The decision point ran: the engine holds trace and receipt number to recover with.
+    assert [p.trace_number for p in persisted] == [result.trace_number] == ["000001"]
 
     # Recovery on a new connection, by a new client, with what the engine persisted.
-    recovered = await client(sim).query_status(
-        query_for(result, previous_echo_id=None)
-        if result.echo_id
-        else StatusQuery("op-1", TransactionKind.PURCHASE, eur(1299), previous_echo_id="000000")
-    )
+    recovered = await client(sim).query_status(query_for(persisted[0]))
     assert recovered.outcome is Outcome.SUCCEEDED
     assert recovered.receipt_number == "0001"
     assert sim.terminal.charges == 1  # charged exactly once: nothing was resent
@@ -59,20 +58,20 @@ async def test_cut_after_status_information_then_recovery(start_sim: SimFactory)
 
 
 async def test_cut_before_the_status_information_arrives(start_sim: SimFactory) -> None:
-    # The engine knows only what it persisted before sending: amount and previous trace.
-    sim = await start_sim(cut_after_status=True)
+    # The PT approves and books, then the link dies before the result is sent. The engine
+    # knows only what it persisted before sending: the amount and the previous trace number.
+    sim = await start_sim()
     terminal = client(sim)
-    sim.configure(cut_after_status=False)
     first = await terminal.purchase(PurchaseRequest(eur(1000), "op-1"))
-    sim.configure(cut_after_status=True)
-    lost = await terminal.purchase(PurchaseRequest(eur(1000), "op-2"))
+    lost = await terminal.purchase(PurchaseRequest(eur(1097), "op-2"))
     assert lost.outcome is Outcome.UNKNOWN
-    query = StatusQuery("op-2", TransactionKind.PURCHASE, eur(1000), previous_echo_id=first.echo_id)
-    sim.configure(cut_after_status=False)
+    assert lost.trace_number is None
+    query = StatusQuery("op-2", TransactionKind.PURCHASE, eur(1097), previous_echo_id=first.echo_id)
     recovered = await client(sim).query_status(query)
     assert recovered.outcome is Outcome.SUCCEEDED
     assert recovered.trace_number == "000002"
     assert sim.terminal.charges == 2
+    assert sim.terminal.commands.count("Authorization") == 2
 
 
 async def test_terminal_that_reverses_unacknowledged_payments(start_sim: SimFactory) -> None:
@@ -158,6 +157,18 @@ async def test_second_session_gets_busy(start_sim: SimFactory) -> None:
     assert results[0].outcome is Outcome.SUCCEEDED
     assert sim.terminal.busy_rejections == 1
     assert sim.terminal.charges == 1
+
+
+async def test_terminal_that_stays_busy(start_sim: SimFactory) -> None:
+    sim = await start_sim(busy=True)
+    terminal = client(sim)
+    with pytest.raises(TerminalBusy):
+        await terminal.purchase(PurchaseRequest(eur(1000), "op-1"))
+    sim.configure(busy=False)
+    assert (
+        await terminal.purchase(PurchaseRequest(eur(1000), "op-1"))
+    ).outcome is Outcome.SUCCEEDED
+    assert sim.terminal.busy_rejections == 1
 
 
 async def test_garbage_instead_of_an_answer(start_sim: SimFactory) -> None:

@@ -88,7 +88,9 @@ async def test_refund_reversal_and_double_reversal(start_sim: SimFactory) -> Non
     second = await terminal.reversal(rev)
     assert second.outcome is Outcome.DECLINED
     assert second.result_text == "already reversed"
-    unknown_receipt = await terminal.reversal(ReversalRequest(eur(1), "op-4", receipt_number="9999"))
+    unknown_receipt = await terminal.reversal(
+        ReversalRequest(eur(1), "op-4", receipt_number="9999")
+    )
     assert unknown_receipt.outcome is Outcome.DECLINED
     assert sim.terminal.booked_purchases == []
 

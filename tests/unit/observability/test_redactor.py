@@ -86,7 +86,10 @@ def test_track_data_is_removed_whole(text: str) -> None:
         ("GET /x?api_key=zzz&page=2", f"GET /x?api_key={MARKER}&page=2"),
         ("--client-secret=shh other", f"--client-secret={MARKER} other"),
         ("Stripe-Signature: t=1,v1=ab", f"Stripe-Signature: {MARKER},v1=ab"),
-        ("cardSecurityCode=123 pinBlock=ABCDEF0123456789", f"cardSecurityCode={MARKER} pinBlock={MARKER}"),
+        (
+            "cardSecurityCode=123 pinBlock=ABCDEF0123456789",
+            f"cardSecurityCode={MARKER} pinBlock={MARKER}",
+        ),
         ("track2=4111111111111111=2512", f"track2={MARKER}"),
         ("sent with Bearer abc.def-ghi", f"sent with Bearer {MARKER}"),
         ("Basic dXNlcjpwYXNz", f"Basic {MARKER}"),

@@ -118,8 +118,9 @@ def test_llvar_and_lllvar_prefixes() -> None:
         B.decode_bmps(bytes.fromhex("22A0F3012345"))
 
 
-fixed_bmps = st.sampled_from([k for k, (f, _) in B.FORMATS.items() if f is B.Fmt.FIXED])
-var_bmps = st.sampled_from([k for k, (f, _) in B.FORMATS.items() if f is not B.Fmt.FIXED])
+kept = {k: v for k, v in B.FORMATS.items() if k not in B.SECRET_BMPS}
+fixed_bmps = st.sampled_from([k for k, (f, _) in kept.items() if f is B.Fmt.FIXED])
+var_bmps = st.sampled_from([k for k, (f, _) in kept.items() if f is not B.Fmt.FIXED])
 
 
 @st.composite
@@ -143,6 +144,12 @@ def test_bmp_decoder_never_crashes(data: bytes) -> None:
         B.decode_bmps(data)
     except ProtocolError:
         pass
+
+
+def test_track_data_and_cvv_are_skipped_not_kept() -> None:
+    track2 = bytes.fromhex("6725591234567890D25121")
+    data = B.encode_bmps([(0x23, track2), (0x3A, bytes.fromhex("123F")), (0x27, b"\x00")])
+    assert B.decode_bmps(data) == [(0x23, b""), (0x3A, b""), (0x27, b"\x00")]
 
 
 def test_unknown_and_truncated_bmps() -> None:

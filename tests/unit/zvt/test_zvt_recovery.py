@@ -10,7 +10,9 @@ from tillbridge.terminals.zvt.messages import StatusInformation
 from tillbridge.terminals.zvt.recovery import match_last
 
 
-def last(rc: int = 0, amount: int = 1000, trace: str = "000008", receipt: str = "0004") -> StatusInformation:
+def last(
+    rc: int = 0, amount: int = 1000, trace: str = "000008", receipt: str = "0004"
+) -> StatusInformation:
     return StatusInformation(result_code=rc, amount=amount, trace=trace, receipt_number=receipt)
 
 

@@ -21,7 +21,7 @@ class RecordingLink:
         self.log.append(f"send {apdu.cls:02X}{apdu.ins:02X}")
         await self.inner.send_apdu(apdu)
 
-    async def recv_apdu(self, timeout: float | None) -> Apdu:  # noqa: ASYNC109
+    async def recv_apdu(self, timeout: float | None) -> Apdu:
         apdu = await self.inner.recv_apdu(timeout)
         self.log.append(f"recv {apdu.cls:02X}{apdu.ins:02X}")
         return apdu

@@ -6,6 +6,7 @@ a test picks a behaviour by picking an amount. Defaults:
 ====  ==========================================================================
  51   declined by the host, result code 05
  52   customer pressed abort: result code 6C
+ 97   approved and booked, then the link drops before the Status-Information is sent
  98   approved, the ECR acknowledges the result, then the link drops before Completion
  99   approved, the link drops right after the Status-Information (not acknowledged)
 ====  ==========================================================================
@@ -19,7 +20,7 @@ from typing import Literal
 
 from tillbridge.terminals.zvt.bmp import Charset
 
-CutPoint = Literal["after_status", "before_completion"]
+CutPoint = Literal["before_status", "after_status", "before_completion"]
 PrintMode = Literal["auto", "lines", "blocks", "none"]
 UnackedPolicy = Literal["keep", "reverse"]
 
@@ -38,6 +39,7 @@ def default_rules() -> dict[int, AmountRule]:
     return {
         51: AmountRule(0x05, host_text="Nicht genehmigt"),
         52: AmountRule(0x6C),
+        97: AmountRule(cut="before_status"),
         98: AmountRule(cut="before_completion"),
         99: AmountRule(cut="after_status"),
     }
@@ -49,7 +51,9 @@ class SimulatorKnobs:
 
     Faults:
 
-    * ``cut_after_status``: drop the link right after every Status-Information.
+    * ``cut_after_status``: drop the link right after every Status-Information (a clean TCP
+      close: the bytes already sent still arrive, as when a terminal reboots or a cable is
+      pulled after the last segment left).
     * ``send_completion=False``: never send Completion (06 0F) after a payment.
     * ``response_delay``: seconds to wait before each message the PT sends.
     * ``corrupt_crc_once`` / ``nak_once`` (serial): the first frame the PT sends has a bad

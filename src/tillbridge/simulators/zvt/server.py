@@ -114,7 +114,7 @@ async def serve_tcp(
         link = TcpLink(reader, writer)
         handle._links.append(link)
         try:
-            await PtSession(handle.terminal, link, raw_write=link.send_raw, cut=link.abort).run()
+            await PtSession(handle.terminal, link, raw_write=link.send_raw).run()
         except asyncio.CancelledError:
             # Only close() cancels sessions; ending quietly keeps asyncio from logging the
             # cancellation as an error of the connection callback.

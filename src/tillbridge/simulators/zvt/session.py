@@ -20,6 +20,7 @@ from tillbridge.terminals.zvt import commands as C
 from tillbridge.terminals.zvt.apdu import Apdu, ack, nack
 from tillbridge.terminals.zvt.link import LinkTimeout, ZvtLink
 from tillbridge.terminals.zvt.messages import (
+    LAST_LINE_ATTRIBUTE,
     RECEIPT_ADMIN,
     RECEIPT_CUSTOMER,
     RECEIPT_MERCHANT,
@@ -32,7 +33,7 @@ from tillbridge.terminals.zvt.messages import (
 )
 from tillbridge.terminals.zvt.tlv import Tlv
 
-from .knobs import AmountRule
+from .knobs import AmountRule, SimulatorKnobs
 from .receipts import receipt_lines
 from .state import Kind, SimTerminal, SimTransaction
 
@@ -47,22 +48,20 @@ class _Cut(Exception):
 
 class PtSession:
     """Serves one link until the ECR goes away. ``raw_write`` (optional) sends bytes that are
-    not APDUs, for the garbage fault; ``cut`` drops the connection abruptly."""
+    not APDUs, for the garbage fault."""
 
     def __init__(
-        self,
-        terminal: SimTerminal,
-        link: ZvtLink,
-        *,
-        raw_write: RawWrite | None = None,
-        cut: Callable[[], None] | None = None,
+        self, terminal: SimTerminal, link: ZvtLink, *, raw_write: RawWrite | None = None
     ) -> None:
         self.t = terminal
-        self.k = terminal.knobs
         self.link = link
         self._raw_write = raw_write
-        self._cut = cut
         self._abort_requested = False
+
+    @property
+    def k(self) -> SimulatorKnobs:
+        # Read on every use: tests may change knobs of a running simulator between commands.
+        return self.t.knobs
 
     async def run(self) -> None:
         self.t.sessions += 1
@@ -94,8 +93,6 @@ class PtSession:
         try:
             await self._dispatch(cmd)
         except _Cut:
-            if self._cut is not None:
-                self._cut()
             await self.link.close()
             return False
         except (TransportError, ProtocolError) as exc:
@@ -174,7 +171,7 @@ class PtSession:
                 await self._send_acked(TextBlock(rtype, tuple(lines)).to_apdu(cs))
                 continue
             for i, line in enumerate(lines):
-                attr = 0x81 if i == len(lines) - 1 else 0x00
+                attr = LAST_LINE_ATTRIBUTE if i == len(lines) - 1 else 0x00
                 await self._send_acked(PrintLine(attr, line).to_apdu(cs))
 
     async def _finish(self, result_code: int) -> None:
@@ -191,9 +188,9 @@ class PtSession:
         """Send the Status-Information; True if the ECR accepted it. Handles ``84 9C`` repeats,
         refusals and silence the way the spec prescribes (reverse), or per ``unacked_policy``."""
         info = txn.status_information(self.k).to_apdu(self.k.charset)
+        # "Please wait" (84 9C) repeats are capped like a PT without BMP 02 would cap them.
         for _ in range(10):
             await self._send(info)
-            self.t.status_sent.set()
             if cut:
                 if self.k.unacked_policy == "reverse":
                     self.t.auto_reverse(txn)
@@ -215,7 +212,9 @@ class PtSession:
         txn.state = "refused_by_ecr" if txn.state == "auto_reversed" else txn.state
         return False
 
-    async def _card_payment(self, kind: Kind, amount: int, currency: int | None) -> None:
+    async def _card_payment(
+        self, kind: Kind, amount: int, currency: int | None, items: tuple[Tlv, ...]
+    ) -> None:
         k = self.k
         if k.require_registration and not self.t.registered:
             await self.link.send_apdu(nack(codes.NOT_REGISTERED))
@@ -235,8 +234,17 @@ class PtSession:
                 result = codes.ABORTED
                 break
         txn = self.t.new_transaction(
-            kind, amount, k.currency, result, host_text=rule.host_text if result else None
+            kind,
+            amount,
+            k.currency,
+            result,
+            host_text=rule.host_text if result else None,
+            receipt_sync=C.receipt_sync_value(items)[0],
         )
+        if rule.cut == "before_status":
+            if k.unacked_policy == "reverse":
+                self.t.auto_reverse(txn)
+            raise _Cut
         cut_now = k.cut_after_status or rule.cut == "after_status"
         accepted = await self._status(txn, cut_now)
         if not accepted:
@@ -271,12 +279,12 @@ class PtSession:
     async def _authorization(self, cmd: C.Command) -> None:
         assert isinstance(cmd, C.Authorization)
         self._receipt_sync(cmd.tlv)
-        await self._card_payment("purchase", cmd.amount, cmd.currency)
+        await self._card_payment("purchase", cmd.amount, cmd.currency, cmd.tlv)
 
     async def _refund(self, cmd: C.Command) -> None:
         assert isinstance(cmd, C.Refund)
         self._receipt_sync(cmd.tlv)
-        await self._card_payment("refund", cmd.amount, cmd.currency)
+        await self._card_payment("refund", cmd.amount, cmd.currency, cmd.tlv)
 
     def _receipt_sync(self, items: tuple[Tlv, ...]) -> None:
         """Spec §4: the ECR's last known receipt number one below ours means the ECR never saw

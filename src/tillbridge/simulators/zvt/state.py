@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
+from tillbridge.terminals.zvt.commands import receipt_sync_tlv
 from tillbridge.terminals.zvt.messages import SchemeCount, StatusInformation, Totals
 from tillbridge.terminals.zvt.serial import SerialStats
 
@@ -35,8 +36,12 @@ class SimTransaction:
     state: State
     time: str
     date: str
+    approved: bool = False
+    """The card was charged (stays True when the payment is reversed later)."""
     original_trace: int | None = None
     host_text: str | None = None
+    receipt_sync: bool = False
+    """The ECR used receipt-number sync: echo the receipt number in TLV 1F1F."""
 
     @property
     def booked(self) -> bool:
@@ -63,6 +68,7 @@ class SimTransaction:
             receipt_number=None if self.receipt is None else f"{self.receipt:04d}",
             card_type=knobs.card_type if card else None,
             card_name=knobs.card_name if card else None,
+            tlv=(receipt_sync_tlv(self.receipt),) if self.receipt_sync else (),
         )
 
 
@@ -83,8 +89,6 @@ class SimTerminal:
     busy_rejections: int = 0
     serial_stats: list[SerialStats] = field(default_factory=list)
     card_waiting: asyncio.Event = field(default_factory=asyncio.Event)
-    status_sent: asyncio.Event = field(default_factory=asyncio.Event)
-    """Set each time a Status-Information goes out (tests wait on it, never on time)."""
     _trace: int = 0
     _receipt: int = 0
     _owner: object | None = None
@@ -95,7 +99,7 @@ class SimTerminal:
     @property
     def charges(self) -> int:
         """How many times a card was charged (approved purchases, reversed later or not)."""
-        return sum(1 for t in self.journal if t.kind == "purchase" and t.result_code == 0)
+        return sum(1 for t in self.journal if t.kind == "purchase" and t.approved)
 
     @property
     def booked_purchases(self) -> list[SimTransaction]:
@@ -119,10 +123,6 @@ class SimTerminal:
         self._receipt = self._receipt % 9_999 + 1
         return self._receipt
 
-    @property
-    def last_receipt(self) -> int | None:
-        return self._receipt or None
-
     def new_transaction(
         self, kind: Kind, amount: int, currency: int, result_code: int, **extra: object
     ) -> SimTransaction:
@@ -136,6 +136,7 @@ class SimTerminal:
             receipt=self.next_receipt() if approved else None,
             result_code=result_code,
             state="approved" if approved else "declined",
+            approved=approved,
             time=now.strftime("%H%M%S"),
             date=now.strftime("%y%m%d"),
             **extra,  # type: ignore[arg-type]

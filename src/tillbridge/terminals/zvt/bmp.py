@@ -49,7 +49,8 @@ FORMATS: Final[dict[int, tuple[Fmt, int]]] = {
     **{i: (Fmt.LLVAR, 0) for i in range(0xF1, 0xF9)},
 }  # fmt: skip
 
-# Ids whose values are card data that must never be kept: track 1/2/3, CVV, PIN data.
+# Ids whose values are card data that must never be kept: track 1/2/3, CVV, PIN data. The
+# decoder skips over them and keeps an empty value, so they never reach any data structure.
 SECRET_BMPS: Final = frozenset({0x23, 0x24, 0x2D, 0x3A, 0xD1})
 
 Bmps = list[tuple[int, bytes]]
@@ -146,7 +147,7 @@ def var_prefix(n: int, ndigits: int) -> bytes:
 
 def decode_bmps(data: bytes, start: int = 0) -> Bmps:
     """Decode a BMP sequence from ``data[start:]``. Raises :class:`ProtocolError` on unknown ids,
-    bad prefixes or truncation."""
+    bad prefixes or truncation. Values of :data:`SECRET_BMPS` come back empty."""
     out: Bmps = []
     pos = start
     while pos < len(data):
@@ -166,7 +167,7 @@ def decode_bmps(data: bytes, start: int = 0) -> Bmps:
             n, pos = tlv.decode_length(data, pos)
         if pos + n > len(data):
             raise ProtocolError(f"BMP {bmp:02X} truncated", code="zvt_bad_bmp")
-        out.append((bmp, bytes(data[pos : pos + n])))
+        out.append((bmp, b"" if bmp in SECRET_BMPS else bytes(data[pos : pos + n])))
         pos += n
     return out
 

@@ -59,8 +59,10 @@ class ZvtTerminal:
     ``connect`` opens a fresh :class:`~.link.ZvtLink` per operation (see :meth:`tcp` and
     :meth:`serial`). ``persist_result`` is awaited with the result of every Status-Information
     *before* it is acknowledged; if it raises, the PT is told the goods were not issued (it
-    reverses) and the exception propagates to the caller. ``last_receipt_number`` seeds
-    receipt-number synchronisation (``config.receipt_sync``) from the bridge's records.
+    reverses) and the exception propagates to the caller. It must return well within the PT's
+    wait for that acknowledgement (BMP 01, 30 s by default), or the PT reverses on its own.
+    ``last_receipt_number`` seeds receipt-number synchronisation (``config.receipt_sync``)
+    from the bridge's records.
     """
 
     def __init__(
@@ -102,11 +104,17 @@ class ZvtTerminal:
         device: str,
         *,
         baudrate: int = 9600,
+        stopbits: int = 2,
+        t1: float = 0.2,
+        t2: float = 5.0,
         config: ZvtConfig | None = None,
         persist_result: PersistResult | None = None,
     ) -> ZvtTerminal:
+        """A PT on a serial device (8N2, 9600 baud by default). The port is opened per
+        operation, like a TCP connection, and closed after it."""
+
         async def connect() -> ZvtLink:
-            return await SerialLink.open(device, baudrate=baudrate)
+            return await SerialLink.open(device, baudrate=baudrate, stopbits=stopbits, t1=t1, t2=t2)
 
         return cls(connect, config=config, persist_result=persist_result)
 

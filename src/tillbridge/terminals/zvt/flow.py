@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import IntEnum
 
-from tillbridge.errors import BridgeError, ProtocolError, TransportError
+from tillbridge.errors import BridgeError, NotSent, ProtocolError, TransportError
 from tillbridge.terminals.contract import EventCallback, EventKind, ReceiptSide, TerminalEvent
 from tillbridge.terminals.zvt import apdu as A
 from tillbridge.terminals.zvt import codes
@@ -162,9 +162,7 @@ class Flow:
             await self._link.send_apdu(command)
         except TransportError as exc:
             # Only a frame the PT refused outright (NAK every time) is provably not sent.
-            rec.phase = (
-                Phase.NOT_SENT if getattr(exc, "code", "") == "zvt_frame_rejected" else Phase.SENT
-            )
+            rec.phase = Phase.NOT_SENT if isinstance(exc, NotSent) else Phase.SENT
             rec.failure = exc
             return rec
         rec.phase = Phase.SENT
@@ -180,7 +178,10 @@ class Flow:
         if answer.control == A.COMPLETION:
             # Some PTs answer Status-Enquiry with the Completion straight away.
             rec.phase = Phase.ACCEPTED
-            await self._handle(answer)
+            try:
+                await self._handle(answer)
+            except TransportError as exc:
+                rec.failure = exc
             return rec
         if not answer.is_positive_answer():
             rec.failure = ProtocolError(f"expected 80 00 after {command.name}, got {answer.name}")

@@ -44,9 +44,12 @@ def admin_result(flow: Flow) -> AdminResult:
     rc = comp.result_code if comp is not None else None
     ok = rec.refused is None and rec.abort is None and rec.failure is None and rc in (None, 0)
     code = rec.refused if rec.refused is not None else (rec.abort.result_code if rec.abort else rc)
+    text = "ok" if ok else why(rec)
+    if ok and comp is not None and comp.terminal_status is not None:
+        text = codes.terminal_status_text(comp.terminal_status)
     return AdminResult(
         ok=ok,
-        text="ok" if ok else why(rec),
+        text=text,
         result_code=None if code is None else f"{code:02X}",
         terminal_id=comp.terminal_id if comp is not None else None,
         terminal_status=comp.terminal_status if comp is not None else None,

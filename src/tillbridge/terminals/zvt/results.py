@@ -114,36 +114,25 @@ def build_result(
     if receipts is not None:
         customer = tuple(receipts.lines[ReceiptSide.CUSTOMER])
         merchant = tuple(receipts.lines[ReceiptSide.MERCHANT])
-    if info is None:
-        return TerminalResult(
-            outcome=outcome,
-            kind=kind,
-            amount=requested,
-            reference=reference,
-            result_code=None if result_code is None else f"{result_code:02X}",
-            result_text=text,
-            customer_receipt=customer,
-            merchant_receipt=merchant,
-            detail=detail,
-        )
+    card_type = info.card_type if info is not None else None
     return TerminalResult(
         outcome=outcome,
         kind=kind,
-        amount=money_of(info.amount, info.currency, requested),
+        amount=money_of(info.amount, info.currency, requested) if info else requested,
         reference=reference,
-        masked_pan=info.masked_pan,
-        card_type=codes.card_type_name(info.card_type) if info.card_type is not None else None,
-        card_name=info.card_name,
-        trace_number=info.trace,
-        receipt_number=info.receipt_number,
-        terminal_id=info.terminal_id,
-        vu_number=info.vu_number,
-        auth_code=info.auth_code,
+        masked_pan=info.masked_pan if info else None,
+        card_type=codes.card_type_name(card_type) if card_type is not None else None,
+        card_name=info.card_name if info else None,
+        trace_number=info.trace if info else None,
+        receipt_number=info.receipt_number if info else None,
+        terminal_id=info.terminal_id if info else None,
+        vu_number=info.vu_number if info else None,
+        auth_code=info.auth_code if info else None,
         result_code=None if result_code is None else f"{result_code:02X}",
         result_text=text,
         customer_receipt=customer,
         merchant_receipt=merchant,
-        echo_id=info.trace,
+        echo_id=info.trace if info else None,
         detail=detail,
     )
 

@@ -141,9 +141,13 @@ class SerialLink:
                 naks += 1
         if naks == attempts:
             raise FrameRejected(f"terminal refused the frame {attempts} times (NAK)")
+        raise AckMissing(
+            f"no ACK from the terminal after {attempts} attempts{self._garbage_hint()}"
+        )
+
+    def _garbage_hint(self) -> str:
         garbage = self._decoder.garbage
-        hint = f"; {garbage} stray bytes seen: not ZVT serial framing?" if garbage else ""
-        raise AckMissing(f"no ACK from the terminal after {attempts} attempts{hint}")
+        return f" ({garbage} stray bytes seen: not ZVT serial framing?)" if garbage else ""
 
     async def _write(self, data: bytes) -> None:
         try:
@@ -162,7 +166,9 @@ class SerialLink:
             async with asyncio.timeout(timeout):
                 item = await self._inbox.get()
         except TimeoutError:
-            raise LinkTimeout(f"nothing received within {timeout} s") from None
+            raise LinkTimeout(
+                f"nothing received within {timeout} s{self._garbage_hint()}"
+            ) from None
         if item is None:
             self._inbox.put_nowait(None)  # keep reporting closure to later callers
             raise LinkClosed(self._close_reason)

@@ -43,11 +43,6 @@ class TcpLink:
             ) from exc
         return cls(reader, writer)
 
-    @property
-    def peer(self) -> str:
-        info = self._writer.get_extra_info("peername")
-        return f"{info[0]}:{info[1]}" if isinstance(info, tuple) else "?"
-
     async def send_apdu(self, apdu: Apdu) -> None:
         await self.send_raw(apdu.encode())
 

@@ -1,0 +1,279 @@
+"""Xentral POS as a payment source: the processor of inbox rows of source ``xentral``.
+
+What each stored event becomes:
+
+===================================================  =============================================
+event                                                result (inbox status)
+===================================================  =============================================
+body not a valid card-payment event, amount not      ``invalid``: stored, never retried
+exact for the currency
+an event type other than ``pos.cardPaymentCaptured`` ``ignored``: stored and acknowledged only
+(or the older ``pos.paymentCreditCardCaptured``)
+``settings.terminalMode`` other than                 ``recorded``: Xentral does not want the
+``send_and_receive_automatic``                       bridge to drive the terminal
+``cancellation`` / ``refund``                        ``recorded``: refunds from Xentral POS are not
+                                                     supported yet (the prior payment is named)
+``project`` maps to no register                      dead letter (fix the config, then replay)
+``sell`` / ``sale``                                  ``processed``: a payment of ``totalAmount +
+                                                     tip`` on the register's terminal
+===================================================  =============================================
+
+The register is the one whose ``xentral_project`` equals the event's ``project.id`` or
+``project.number``. Its ``terminal`` names the payment's connector when such a connector exists;
+otherwise the payment runs on the built-in ``fake`` connector (until terminal connectors land),
+and the payment says so in ``metadata.connector_fallback``.
+
+Exactly once: the payment, the link row (unique per inbox row, and per Xentral ``guid`` when
+there is one), the row's status and the job's completion commit in one transaction. Running the
+job again, or replaying the row, finds the link and creates nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any, Final
+
+from sqlalchemy import insert, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from tillbridge.audit.log import record as audit_record
+from tillbridge.config import MerchantConfig
+from tillbridge.erp.xentral.mapping import (
+    PaymentKind,
+    UnsupportedXentralEvent,
+    XentralCardPayment,
+    parse_event_bytes,
+)
+from tillbridge.erp.xentral.tables import xentral_pos_payments
+from tillbridge.errors import ValidationError
+from tillbridge.inbound import inbox
+from tillbridge.inbound.inbox import InboxItem
+from tillbridge.inbound.tables import DUPLICATE, IGNORED, INVALID, PROCESSED, RECORDED
+from tillbridge.queue import JobContext, PermanentFailure
+from tillbridge.services.payments import NewPayment, PaymentService
+
+SOURCE: Final = "xentral"
+FALLBACK_CONNECTOR: Final = "fake"
+REFUND_NOT_SUPPORTED: Final = (
+    "refunds from Xentral POS are not supported yet: refund on the terminal, then record it in "
+    "Xentral"
+)
+
+
+def xentral_accounts(config: MerchantConfig) -> list[str]:
+    """The names of the configured ``erp`` entries of type xentral (the webhook accounts)."""
+    return sorted(name for name, erp in config.erp.items() if erp.type == "xentral")
+
+
+def _extensions(raw_body: bytes) -> dict[str, str]:
+    """Optional ids the documented event does not carry but an instance may add: the v3
+    ``invoiceId`` and ``salesOrderId`` for the write-back (digits only)."""
+    try:
+        data = json.loads(raw_body)
+    except ValueError:
+        return {}
+    body = data.get("body", data) if isinstance(data, dict) else {}
+    out: dict[str, str] = {}
+    if isinstance(body, dict):
+        for key, meta in (
+            ("invoiceId", "xentral_invoice_id"),
+            ("salesOrderId", "xentral_order_id"),
+        ):
+            value = body.get(key)
+            if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+                out[meta] = str(value)
+            elif isinstance(value, str) and value.isdigit() and len(value) <= 18:
+                out[meta] = value
+    return out
+
+
+class XentralSource:
+    """Processes ``xentral`` inbox rows into payments; see the module docstring."""
+
+    source = SOURCE
+
+    def __init__(
+        self, payments: PaymentService, config: MerchantConfig, connectors: Mapping[str, Any]
+    ) -> None:
+        self.payments = payments
+        self.config = config
+        self.connectors = connectors
+
+    def register_for(self, event: XentralCardPayment) -> str:
+        """The register whose ``xentral_project`` is the event's project id or number."""
+        keys = {k for k in (event.project_id, event.project_number) if k is not None}
+        found = sorted(
+            name for name, reg in self.config.registers.items() if reg.xentral_project in keys
+        )
+        if len(found) != 1:
+            what = "no register maps" if not found else f"registers {', '.join(found)} all map"
+            raise PermanentFailure(
+                f"{what} xentral project {' / '.join(sorted(keys))}: set "
+                "registers.<name>.xentral_project, restart, then `tillbridge webhooks replay`"
+            )
+        return found[0]
+
+    def connector_for(self, register: str) -> tuple[str, bool]:
+        """``(connector, fallback)``: the register's terminal if it is a connector, else fake."""
+        terminal = self.config.registers[register].terminal
+        if terminal is not None and terminal in self.connectors:
+            return terminal, False
+        return FALLBACK_CONNECTOR, True
+
+    async def process(self, ctx: JobContext, item: InboxItem) -> None:
+        """Process one row; idempotent and exactly once (see the module docstring)."""
+        try:
+            event = parse_event_bytes(item.raw_body)
+        except ValidationError as exc:  # MoneyError included: never rounded, never retried
+            await self._settle(ctx, item, INVALID, None, {"code": exc.code}, error=exc.message)
+            return
+        if isinstance(event, UnsupportedXentralEvent):
+            result = {"reason": f"event type {event.event_type} is not processed"}
+            await self._settle(ctx, item, IGNORED, event.event_type, result)
+            return
+        register = self.register_for(event)
+        if not event.starts_terminal_payment:
+            mode = event.terminal_mode.value if event.terminal_mode else None
+            result = {
+                "reason": f"terminal mode {mode}: not sent to a terminal",
+                "register": register,
+            }
+            await self._settle(ctx, item, RECORDED, event.event_type, result)
+            return
+        if event.kind is PaymentKind.REFUND:
+            await self._record_refund(ctx, item, event, register)
+            return
+        await self._purchase(ctx, item, event, register)
+
+    async def _purchase(
+        self, ctx: JobContext, item: InboxItem, event: XentralCardPayment, register: str
+    ) -> None:
+        connector, fallback = self.connector_for(register)
+        async with ctx.transaction() as conn:
+            link = await _link(conn, xentral_pos_payments.c.inbox_id == item.id)
+            if link is not None:  # a replay, or a rerun after a lost completion
+                result = {"payment_id": link, "register": register}
+                await self._mark(ctx, conn, item, PROCESSED, event.event_type, result)
+                return
+            if event.guid is not None:
+                earlier = await _link(
+                    conn,
+                    (xentral_pos_payments.c.account == item.account)
+                    & (xentral_pos_payments.c.guid == event.guid),
+                )
+                if earlier is not None:
+                    result = {"payment_id": earlier, "reason": f"same guid {event.guid}"}
+                    await self._mark(ctx, conn, item, DUPLICATE, event.event_type, result)
+                    return
+            metadata: dict[str, Any] = {
+                "source": SOURCE,
+                "xentral_account": item.account,
+                "xentral_inbox_id": item.id,
+                "register": register,
+                "document_type": event.document_type.value,
+                "document_number": event.document_number,
+                "tip": event.tip.minor,
+                **_extensions(item.raw_body),
+            }
+            if fallback:
+                metadata["connector_fallback"] = FALLBACK_CONNECTOR
+            payment = await self.payments.create(
+                conn,
+                NewPayment(
+                    amount=event.charge,
+                    reference=event.payment_reference,
+                    connector=connector,
+                    metadata=metadata,
+                ),
+                actor=f"webhook:{SOURCE}/{item.account}",
+                idempotency_key=None,
+            )
+            await conn.execute(
+                insert(xentral_pos_payments).values(
+                    inbox_id=item.id,
+                    payment_id=payment.id,
+                    account=item.account,
+                    register=register,
+                    guid=event.guid,
+                    document_type=event.document_type.value,
+                    document_number=event.document_number,
+                    created_at=ctx.now(),
+                )
+            )
+            result = {"payment_id": payment.id, "register": register, "connector": connector}
+            await self._mark(ctx, conn, item, PROCESSED, event.event_type, result)
+
+    async def _record_refund(
+        self, ctx: JobContext, item: InboxItem, event: XentralCardPayment, register: str
+    ) -> None:
+        async with ctx.transaction() as conn:
+            original = await _link(
+                conn,
+                (xentral_pos_payments.c.account == item.account)
+                & (xentral_pos_payments.c.document_number == event.document_number),
+            )
+            result = {
+                "reason": REFUND_NOT_SUPPORTED,
+                "register": register,
+                "amount": event.charge.minor,
+                "currency": event.charge.currency,
+                "original_payment_id": original,
+            }
+            await audit_record(
+                conn,
+                action="xentral.refund_not_supported",
+                actor=f"webhook:{SOURCE}/{item.account}",
+                subject_type="webhook_inbox",
+                subject_id=str(item.id),
+                payload=result,
+                redactor=self.payments.redactor,
+            )
+            await self._mark(ctx, conn, item, RECORDED, event.event_type, result)
+
+    async def _settle(
+        self,
+        ctx: JobContext,
+        item: InboxItem,
+        status: str,
+        event_type: str | None,
+        result: Mapping[str, Any] | None,
+        *,
+        error: str | None = None,
+    ) -> None:
+        async with ctx.transaction() as conn:
+            await self._mark(ctx, conn, item, status, event_type, result, error=error)
+
+    async def _mark(
+        self,
+        ctx: JobContext,
+        conn: AsyncConnection,
+        item: InboxItem,
+        status: str,
+        event_type: str | None,
+        result: Mapping[str, Any] | None,
+        *,
+        error: str | None = None,
+    ) -> None:
+        await inbox.settle(
+            conn,
+            item.id,
+            status,
+            now=ctx.now(),
+            attempt=ctx.attempt,
+            event_type=event_type,
+            result=result,
+            error=error,
+        )
+
+
+async def _link(conn: AsyncConnection, where: Any) -> str | None:
+    """The payment id of the first link row matching ``where``."""
+    stmt = (
+        select(xentral_pos_payments.c.payment_id)
+        .where(where)
+        .order_by(xentral_pos_payments.c.id)
+        .limit(1)
+    )
+    value = (await conn.execute(stmt)).scalar_one_or_none()
+    return None if value is None else str(value)

@@ -1,0 +1,138 @@
+"""Operator functions for the webhook inbox: list, show (with the processing job), replay.
+
+Used by ``tillbridge webhooks list|show|replay`` and ``/v1/webhooks/inbox`` alike. Bodies are
+shown through the card-data :class:`Redactor` (what is stored is the exact bytes, for replay).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select
+
+from tillbridge.errors import QueueError, ValidationError
+from tillbridge.inbound import inbox
+from tillbridge.inbound.inbox import InboxItem, job_dedupe_key
+from tillbridge.inbound.tables import INBOX_STATUSES
+from tillbridge.observability.redaction import Redactor
+from tillbridge.queue.tables import ACTIVE, job_errors, jobs
+from tillbridge.store.db import Database
+
+MAX_PAGE = 500
+
+
+class InboxBusy(QueueError):
+    """The event is still queued or being processed; wait for it to finish."""
+
+    code = "inbox_busy"
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.astimezone(UTC).isoformat() if value is not None else None
+
+
+def summary(item: InboxItem) -> dict[str, Any]:
+    """The listing form of a row (no body, no headers)."""
+    return {
+        "id": item.id,
+        "source": item.source,
+        "account": item.account,
+        "event_id": item.event_id,
+        "event_type": item.event_type,
+        "status": item.status,
+        "attempts": item.attempts,
+        "replays": item.replays,
+        "received_at": _iso(item.received_at),
+        "processed_at": _iso(item.processed_at),
+        "result": item.result,
+        "error": item.error,
+    }
+
+
+async def list_inbox(
+    db: Database,
+    *,
+    status: str | None = None,
+    source: str | None = None,
+    account: str | None = None,
+    before_id: int | None = None,
+    limit: int = 50,
+) -> list[dict[str, Any]]:
+    """Rows newest first; pass the last id as ``before_id`` for the next page."""
+    if status is not None and status not in INBOX_STATUSES:
+        raise ValidationError(f"unknown status {status!r}; one of {', '.join(INBOX_STATUSES)}")
+    if not 1 <= limit <= MAX_PAGE:
+        raise ValidationError(f"limit must be between 1 and {MAX_PAGE}")
+    async with db.read() as conn:
+        items = await inbox.list_items(
+            conn, status=status, source=source, account=account, before_id=before_id, limit=limit
+        )
+    return [summary(i) for i in items]
+
+
+async def show_inbox(db: Database, inbox_id: int, redactor: Redactor) -> dict[str, Any]:
+    """Everything about one row: body (redacted for display), headers, verification, and the
+    current processing job with its error history."""
+    async with db.read() as conn:
+        item = await inbox.get(conn, inbox_id)
+        job = (
+            await conn.execute(
+                select(jobs.c.id, jobs.c.status, jobs.c.attempts, jobs.c.run_after).where(
+                    jobs.c.dedupe_key == job_dedupe_key(item.id, item.replays)
+                )
+            )
+        ).first()
+        errors: list[dict[str, Any]] = []
+        if job is not None:
+            rows = await conn.execute(
+                select(job_errors).where(job_errors.c.job_id == job.id).order_by(job_errors.c.id)
+            )
+            errors = [
+                {"attempt": e.attempt, "at": _iso(e.at), "type": e.type, "message": e.message}
+                for e in rows
+            ]
+    out = summary(item)
+    out.update(
+        {
+            "body": redactor.redact_text(item.raw_body.decode("utf-8", errors="replace")),
+            "body_bytes": len(item.raw_body),
+            "headers": item.headers,
+            "verified": item.verified,
+            "verification": item.verification,
+            "remote_addr": item.remote_addr,
+            "dedupe_key": item.dedupe_key,
+            "job": None
+            if job is None
+            else {
+                "id": int(job.id),
+                "status": job.status,
+                "attempts": int(job.attempts),
+                "run_after": _iso(job.run_after),
+                "errors": errors,
+            },
+        }
+    )
+    return out
+
+
+async def replay(db: Database, inbox_id: int, *, now: datetime | None = None) -> int:
+    """Process the stored event again (a new job); returns the job id.
+
+    Processing is idempotent per event, so replaying an event that already caused its effect
+    causes nothing new; replay is meant for ``dead`` and ``invalid`` events after a fix.
+    Refused with :class:`InboxBusy` while the current job is still queued or running.
+    """
+    stamp = now or datetime.now(UTC)
+    async with db.write() as conn:
+        item = await inbox.get(conn, inbox_id, for_update=True)
+        status = (
+            await conn.execute(
+                select(jobs.c.status).where(
+                    jobs.c.dedupe_key == job_dedupe_key(item.id, item.replays)
+                )
+            )
+        ).scalar_one_or_none()
+        if status in ACTIVE:
+            raise InboxBusy(f"inbox entry {inbox_id} is already queued ({status})", status=status)
+        return await inbox.mark_replayed(conn, item, stamp)

@@ -1,0 +1,231 @@
+"""Reading and writing inbox rows. Every function takes the caller's connection (transaction).
+
+:func:`store` is the intake's one write: insert the row unless its dedupe key exists, and
+enqueue its processing job in the same transaction. It never fails on a duplicate (``ON CONFLICT
+DO NOTHING`` on both engines, so a PostgreSQL transaction is not aborted by a unique violation);
+a concurrent duplicate waits for the first insert's commit and then finds its row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Final
+
+from sqlalchemy import Row, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from tillbridge.errors import NotFound
+from tillbridge.inbound.tables import INBOX_STATUSES, QUEUED, webhook_inbox
+from tillbridge.queue import enqueue
+
+#: The job kind that processes an inbox row (payload ``{"inbox_id": N}``).
+PROCESS_JOB: Final = "webhook.process"
+MAX_ERROR_CHARS: Final = 2000
+
+
+class InboxNotFound(NotFound):
+    """No inbox entry with this id."""
+
+    code = "inbox_not_found"
+
+
+def job_dedupe_key(inbox_id: int, run: int) -> str:
+    """The dedupe key of the ``run``-th processing job of a row (0 = the first, then replays)."""
+    return f"inbox:{inbox_id}:{run}"
+
+
+@dataclass(frozen=True, slots=True)
+class NewDelivery:
+    """One verified delivery, ready to be stored."""
+
+    source: str
+    account: str
+    dedupe_key: str
+    event_id: str | None
+    raw_body: bytes
+    headers: dict[str, str]
+    verification: dict[str, Any]
+    remote_addr: str | None
+    received_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class InboxItem:
+    """An inbox row as processing and operators see it."""
+
+    id: int
+    source: str
+    account: str
+    dedupe_key: str
+    event_id: str | None
+    event_type: str | None
+    raw_body: bytes
+    headers: dict[str, Any]
+    verified: bool
+    verification: dict[str, Any]
+    remote_addr: str | None
+    received_at: datetime
+    status: str
+    attempts: int
+    replays: int
+    result: dict[str, Any] | None
+    error: str | None
+    processed_at: datetime | None
+    updated_at: datetime
+
+
+def _item(row: Row[Any]) -> InboxItem:
+    m = row._mapping
+    return InboxItem(
+        id=int(m["id"]),
+        source=m["source"],
+        account=m["account"],
+        dedupe_key=m["dedupe_key"],
+        event_id=m["event_id"],
+        event_type=m["event_type"],
+        raw_body=bytes(m["raw_body"]),
+        headers=dict(m["headers"] or {}),
+        verified=bool(m["verified"]),
+        verification=dict(m["verification"] or {}),
+        remote_addr=m["remote_addr"],
+        received_at=m["received_at"],
+        status=m["status"],
+        attempts=int(m["attempts"]),
+        replays=int(m["replays"]),
+        result=m["result"],
+        error=m["error"],
+        processed_at=m["processed_at"],
+        updated_at=m["updated_at"],
+    )
+
+
+async def store(conn: AsyncConnection, new: NewDelivery) -> tuple[int, bool]:
+    """Insert ``new`` and enqueue its processing, unless it is a repeat.
+
+    Returns ``(inbox_id, created)``. Idempotent: a repeat of the same dedupe key returns the
+    first row's id with ``created=False`` and enqueues nothing.
+    """
+    values = {
+        "source": new.source,
+        "account": new.account,
+        "dedupe_key": new.dedupe_key,
+        "event_id": new.event_id,
+        "raw_body": new.raw_body,
+        "headers": new.headers,
+        "verified": True,
+        "verification": new.verification,
+        "remote_addr": new.remote_addr,
+        "received_at": new.received_at,
+        "status": QUEUED,
+        "attempts": 0,
+        "replays": 0,
+        "updated_at": new.received_at,
+    }
+    cols = [webhook_inbox.c.source, webhook_inbox.c.account, webhook_inbox.c.dedupe_key]
+    if conn.dialect.name == "postgresql":
+        stmt: Any = (
+            pg_insert(webhook_inbox).values(values).on_conflict_do_nothing(index_elements=cols)
+        )
+    else:
+        stmt = (
+            sqlite_insert(webhook_inbox).values(values).on_conflict_do_nothing(index_elements=cols)
+        )
+    new_id = (await conn.execute(stmt.returning(webhook_inbox.c.id))).scalar_one_or_none()
+    if new_id is None:
+        existing = await conn.execute(
+            select(webhook_inbox.c.id).where(
+                webhook_inbox.c.source == new.source,
+                webhook_inbox.c.account == new.account,
+                webhook_inbox.c.dedupe_key == new.dedupe_key,
+            )
+        )
+        return int(existing.scalar_one()), False
+    inbox_id = int(new_id)
+    await enqueue(
+        conn,
+        PROCESS_JOB,
+        {"inbox_id": inbox_id},
+        dedupe_key=job_dedupe_key(inbox_id, 0),
+        now=new.received_at,
+    )
+    return inbox_id, True
+
+
+async def get(conn: AsyncConnection, inbox_id: int, *, for_update: bool = False) -> InboxItem:
+    """The row ``inbox_id``; raises :class:`InboxNotFound`."""
+    stmt = select(webhook_inbox).where(webhook_inbox.c.id == inbox_id)
+    if for_update and conn.dialect.name == "postgresql":
+        stmt = stmt.with_for_update()
+    row = (await conn.execute(stmt)).first()
+    if row is None:
+        raise InboxNotFound(f"inbox entry {inbox_id} not found", inbox_id=inbox_id)
+    return _item(row)
+
+
+async def settle(
+    conn: AsyncConnection,
+    inbox_id: int,
+    status: str,
+    *,
+    now: datetime,
+    attempt: int,
+    event_type: str | None = None,
+    result: Mapping[str, Any] | None = None,
+    error: str | None = None,
+) -> None:
+    """Record how processing ended (or that an attempt failed) for row ``inbox_id``."""
+    if status not in INBOX_STATUSES:
+        raise ValueError(f"unknown inbox status {status!r}")
+    values: dict[str, Any] = {
+        "status": status,
+        "attempts": attempt,
+        "error": error[:MAX_ERROR_CHARS] if error else None,
+        "updated_at": now,
+    }
+    if event_type is not None:
+        values["event_type"] = event_type[:200]
+    if result is not None:
+        values["result"] = dict(result)
+    if status != QUEUED:
+        values["processed_at"] = now
+    await conn.execute(update(webhook_inbox).where(webhook_inbox.c.id == inbox_id).values(values))
+
+
+async def list_items(
+    conn: AsyncConnection,
+    *,
+    status: str | None = None,
+    source: str | None = None,
+    account: str | None = None,
+    before_id: int | None = None,
+    limit: int = 50,
+) -> list[InboxItem]:
+    """Rows matching every filter, newest first (keyset pagination by id)."""
+    stmt = select(webhook_inbox)
+    if status is not None:
+        stmt = stmt.where(webhook_inbox.c.status == status)
+    if source is not None:
+        stmt = stmt.where(webhook_inbox.c.source == source)
+    if account is not None:
+        stmt = stmt.where(webhook_inbox.c.account == account)
+    if before_id is not None:
+        stmt = stmt.where(webhook_inbox.c.id < before_id)
+    stmt = stmt.order_by(webhook_inbox.c.id.desc()).limit(limit)
+    return [_item(r) for r in await conn.execute(stmt)]
+
+
+async def mark_replayed(conn: AsyncConnection, item: InboxItem, now: datetime) -> int:
+    """Back to ``queued`` with one more replay; enqueue the new processing job; its id."""
+    run = item.replays + 1
+    await conn.execute(
+        update(webhook_inbox)
+        .where(webhook_inbox.c.id == item.id)
+        .values(status=QUEUED, replays=run, error=None, updated_at=now)
+    )
+    return await enqueue(
+        conn, PROCESS_JOB, {"inbox_id": item.id}, dedupe_key=job_dedupe_key(item.id, run), now=now
+    )

@@ -1,0 +1,208 @@
+"""Payment state changes to outgoing events, and one delivery per matching subscriber.
+
+:class:`EventPublisher` is a payment listener (see :data:`tillbridge.services.payments.
+PaymentListener`): it runs inside the transaction of every payment state change and, when the
+change is one subscribers care about, inserts the event, one delivery row per subscriber whose
+``events`` match, and one ``webhooks.deliver`` job per delivery, all in that transaction. So an
+event exists if and only if the state change committed (transactional outbox), and nothing is
+sent before the change is durable.
+
+Event types: ``payment.succeeded`` (captured), ``payment.declined``, ``payment.unknown`` (the
+outcome is being recovered), ``payment.refunded`` (partially or fully). Other states emit nothing.
+
+The body is Standard Webhooks' recommended shape, ``{"type", "timestamp", "data"}``, with the
+payment in ``data``; it is stored as the exact bytes every attempt sends. Idempotent: the event's
+``source_key`` (payment id, version, type) is unique, so a listener called twice for the same
+change creates one event.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from sqlalchemy import insert, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from tillbridge.config import SecretRef
+from tillbridge.domain.payments import Payment
+from tillbridge.domain.states import PaymentState
+from tillbridge.errors import ConfigError
+from tillbridge.queue import enqueue
+from tillbridge.webhooks_out.tables import (
+    PENDING,
+    SKIPPED,
+    webhook_deliveries,
+    webhook_events,
+    webhook_subscriber_state,
+)
+
+DELIVER_JOB: Final = "webhooks.deliver"
+
+SUCCEEDED_EVENT: Final = "payment.succeeded"
+DECLINED_EVENT: Final = "payment.declined"
+UNKNOWN_EVENT: Final = "payment.unknown"
+REFUNDED_EVENT: Final = "payment.refunded"
+EVENT_TYPES: Final = (SUCCEEDED_EVENT, DECLINED_EVENT, UNKNOWN_EVENT, REFUNDED_EVENT)
+
+_STATE_EVENTS: Final = {
+    PaymentState.CAPTURED: SUCCEEDED_EVENT,
+    PaymentState.DECLINED: DECLINED_EVENT,
+    PaymentState.UNKNOWN: UNKNOWN_EVENT,
+    PaymentState.PARTIALLY_REFUNDED: REFUNDED_EVENT,
+    PaymentState.REFUNDED: REFUNDED_EVENT,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Subscription:
+    """A configured subscriber: where to send, with which secret, which events (None = all)."""
+
+    name: str
+    url: str
+    secret: SecretRef
+    events: frozenset[str] | None
+
+    def wants(self, event_type: str) -> bool:
+        return self.events is None or event_type in self.events
+
+
+def subscriptions_from_config(subscribers: Mapping[str, Any]) -> dict[str, Subscription]:
+    """Build subscriptions from ``MerchantConfig.subscribers``; unknown event names are errors."""
+    out: dict[str, Subscription] = {}
+    for name, sub in subscribers.items():
+        events = list(sub.events)
+        unknown = sorted(set(events) - set(EVENT_TYPES) - {"*"})
+        if unknown:
+            raise ConfigError(
+                f"subscribers.{name}.events: unknown event(s) {', '.join(unknown)}; "
+                f'use {", ".join(EVENT_TYPES)} or "*"'
+            )
+        wanted = None if "*" in events else frozenset(events)
+        out[name] = Subscription(name, str(sub.url), sub.secret, wanted)
+    return out
+
+
+def event_type_for(payment: Payment, previous: PaymentState | None) -> str | None:
+    """The event a change to ``payment.state`` emits, or None (a repeat emits nothing)."""
+    if previous == payment.state:
+        return None
+    return _STATE_EVENTS.get(payment.state)
+
+
+def iso_utc(value: datetime) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def payment_data(p: Payment) -> dict[str, Any]:
+    """The payment as an event carries it (the same fields as the payments API)."""
+    return {
+        "id": p.id,
+        "state": str(p.state),
+        "amount": p.amount.minor,
+        "currency": p.currency,
+        "reference": p.reference,
+        "connector": p.connector,
+        "metadata": p.metadata,
+        "captured_amount": p.captured_minor,
+        "refunded_amount": p.refunded_minor,
+        "failure_reason": p.failure_reason,
+        "created_at": iso_utc(p.created_at),
+        "updated_at": iso_utc(p.updated_at),
+    }
+
+
+def new_event_id() -> str:
+    # No dots or spaces: the id is part of the signed content "{id}.{timestamp}.{body}".
+    return "msg_" + secrets.token_hex(12)
+
+
+class EventPublisher:
+    """The payment listener that records events and their deliveries; see the module docstring."""
+
+    def __init__(
+        self,
+        subscriptions: Mapping[str, Subscription],
+        *,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.subscriptions = dict(subscriptions)
+        self.clock = clock
+
+    async def __call__(
+        self, conn: AsyncConnection, payment: Payment, previous: PaymentState | None
+    ) -> None:
+        event_type = event_type_for(payment, previous)
+        if event_type is None:
+            return
+        matching = [s for s in self.subscriptions.values() if s.wants(event_type)]
+        if not matching:
+            return
+        now = self.clock()
+        body = json.dumps(
+            {"type": event_type, "timestamp": iso_utc(now), "data": payment_data(payment)},
+            separators=(",", ":"),
+            ensure_ascii=False,
+            default=str,
+        ).encode()
+        event_id = new_event_id()
+        values = {
+            "id": event_id,
+            "type": event_type,
+            "subject_type": "payment",
+            "subject_id": payment.id,
+            "source_key": f"payment:{payment.id}:v{payment.version}:{event_type}",
+            "body": body,
+            "created_at": now,
+        }
+        ins: Any = (
+            pg_insert(webhook_events)
+            if conn.dialect.name == "postgresql"
+            else sqlite_insert(webhook_events)
+        )
+        stmt = ins.values(values).on_conflict_do_nothing(index_elements=["source_key"])
+        if (await conn.execute(stmt.returning(webhook_events.c.id))).scalar_one_or_none() is None:
+            return  # this change was published already
+        disabled = await disabled_subscribers(conn, [s.name for s in matching])
+        for sub in matching:
+            skipped = sub.name in disabled
+            result = await conn.execute(
+                insert(webhook_deliveries)
+                .values(
+                    event_id=event_id,
+                    subscriber=sub.name,
+                    status=SKIPPED if skipped else PENDING,
+                    attempts=0,
+                    last_error="subscriber disabled" if skipped else None,
+                    created_at=now,
+                    updated_at=now,
+                )
+                .returning(webhook_deliveries.c.id)
+            )
+            delivery_id = int(result.scalar_one())
+            if not skipped:
+                job_id = await enqueue(conn, DELIVER_JOB, {"delivery_id": delivery_id}, now=now)
+                await conn.execute(
+                    webhook_deliveries.update()
+                    .where(webhook_deliveries.c.id == delivery_id)
+                    .values(job_id=job_id)
+                )
+
+
+async def disabled_subscribers(conn: AsyncConnection, names: list[str]) -> set[str]:
+    """Which of ``names`` are disabled (a 410, or an operator)."""
+    if not names:
+        return set()
+    rows = await conn.execute(
+        select(webhook_subscriber_state.c.name).where(
+            webhook_subscriber_state.c.name.in_(names),
+            webhook_subscriber_state.c.disabled_at.is_not(None),
+        )
+    )
+    return {r[0] for r in rows}
