@@ -17,6 +17,7 @@ import contextlib
 import cProfile
 import logging
 import signal
+from collections.abc import Iterator
 from pathlib import Path
 
 import uvicorn
@@ -59,8 +60,9 @@ class _Server(uvicorn.Server):
     """uvicorn re-raises SIGTERM after shutting down, which would skip the profile dump; this
     server leaves signals to ``main`` instead."""
 
-    def capture_signals(self) -> contextlib.AbstractContextManager[None]:
-        return contextlib.nullcontext()
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
 
 
 def main() -> None:

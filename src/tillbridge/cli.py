@@ -18,6 +18,8 @@ import typer
 from rich.console import Console
 
 from tillbridge.cli_jobs import jobs_app
+from tillbridge.cli_simulate import simulate_app
+from tillbridge.cli_webhooks import webhooks_app
 from tillbridge.config import check_config
 from tillbridge.errors import BridgeError
 from tillbridge.settings import Settings, load_settings
@@ -38,6 +40,8 @@ app.add_typer(apikey_app, name="apikey")
 app.add_typer(config_app, name="config")
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(payments_app, name="payments")
+app.add_typer(webhooks_app, name="webhooks")
+app.add_typer(simulate_app, name="simulate")
 
 err = Console(stderr=True)
 out = Console()

@@ -246,7 +246,9 @@ async def run_worker_async(
             loop.add_signal_handler(sig, stop.set)
             installed.append(sig)
     worker_options.setdefault("concurrency", settings.worker_concurrency)
-    db = Database(settings.database_url)
+    # Every running handler may hold a connection, plus the worker's cycle and heartbeat: a
+    # smaller pool makes handlers open and close overflow connections all the time.
+    db = Database(settings.database_url, pool_size=worker_options["concurrency"] + 4)
     try:
         await Worker(db, registry, **worker_options).run(stop)
     finally:

@@ -22,17 +22,20 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import httpx2
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from tillbridge.errors import MoneyError
 from tillbridge.money import Money
-from tillbridge.simulators.xentral import card_payment_body, deliveries, envelope
+
+if TYPE_CHECKING:
+    import httpx2
+
+# The HTTP client, the simulators and rich's progress bar are imported inside the commands:
+# ``tillbridge --help`` and every other command should not pay for them.
 
 simulate_app = typer.Typer(
     name="simulate", help="Simulate counterparts against a running bridge.", no_args_is_help=True
@@ -78,6 +81,10 @@ class Tally:
 async def _send(
     client: httpx2.AsyncClient, url: str, payload: dict[str, Any], opts: dict[str, Any]
 ) -> list[tuple[int | str, float]]:
+    import httpx2
+
+    from tillbridge.simulators.xentral import deliveries
+
     results: list[tuple[int | str, float]] = []
     batch = deliveries(payload, now=int(time.time()), key=opts["secret"], **opts["knobs"])
     for d in batch:
@@ -105,6 +112,17 @@ async def run_xentral(
     console: Console,
 ) -> Tally:
     """Send ``count`` events at ``rate`` per second; return what came back."""
+    import httpx2
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    from tillbridge.simulators.xentral import card_payment_body, envelope
+
     target = f"{url.rstrip('/')}/webhooks/xentral/{account}"
     base = random.randint(10**7, 9 * 10**7)  # noqa: S311 - document numbers, not secrets
     run = secrets.token_hex(3)
@@ -209,7 +227,7 @@ class _AutoDocs(dict[str, dict[str, Any]]):
         super().__init__()
         self._make = make
 
-    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+    def get(self, key: str, default: Any = None) -> Any:
         if key not in self:
             self._make(key)
         return super().get(key, default)
@@ -217,11 +235,11 @@ class _AutoDocs(dict[str, dict[str, Any]]):
 
 @simulate_app.command("xentral-api")
 def xentral_api_cmd(
-    port: Annotated[int, typer.Option(min=1, max=65535, help="listen port")] = 8081,
+    port: Annotated[int, typer.Option(min=0, max=65535, help="listen port (0: any free)")] = 8081,
     host: Annotated[str, typer.Option(help="listen address")] = "127.0.0.1",
     token: Annotated[
         str, typer.Option(envvar="TILLBRIDGE_SIM_XENTRAL_TOKEN", help="bearer token to accept")
-    ] = "sim-token",
+    ] = "sim-token",  # noqa: S107 - the simulator's own default, not a real credential
     auto_create: Annotated[
         bool, typer.Option(help="any invoice or sales order id exists on first use")
     ] = True,

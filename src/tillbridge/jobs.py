@@ -49,5 +49,6 @@ def build_registry(rt: Runtime) -> JobRegistry:
     registry.register(IDEMPOTENCY_PURGE_JOB, idempotency_purge)
     registry.periodic(AUDIT_PURGE_JOB, every=timedelta(days=1), offset=timedelta(hours=3))
     registry.periodic(IDEMPOTENCY_PURGE_JOB, every=timedelta(hours=1))
+    rt.terminals.register_jobs(registry)  # terminal.execute, terminal.recover, terminal.settle
     rt.integrations.register_jobs(registry)  # webhook.process, webhooks.deliver, xentral.writeback
     return registry

@@ -19,6 +19,8 @@ from tillbridge.services.payments import PaymentService
 from tillbridge.settings import Settings
 from tillbridge.store.db import Database
 from tillbridge.store.migrate import require_current
+from tillbridge.terminals.engine import TerminalEngine
+from tillbridge.terminals.wiring import build_terminal_engine
 
 
 @dataclass
@@ -29,11 +31,14 @@ class Runtime:
     redactor: Redactor
     connectors: dict[str, PaymentConnector]
     payments: PaymentService = field(init=False)
+    #: Card terminals: the payment service's delegate for every configured terminal.
+    terminals: TerminalEngine = field(init=False)
     #: Webhook intake, outgoing webhooks, outbound clients and Xentral (adds payment listeners).
     integrations: Integrations = field(init=False)
 
     def __post_init__(self) -> None:
         self.payments = PaymentService(self.db, self.connectors, redactor=self.redactor)
+        self.terminals = build_terminal_engine(self)
         self.integrations = build_integrations(self)
 
     async def schema_status(self) -> str:
@@ -45,6 +50,7 @@ class Runtime:
         return "current"
 
     async def close(self) -> None:
+        await self.terminals.close()
         await self.integrations.aclose()
         await self.db.dispose()
 

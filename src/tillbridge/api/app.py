@@ -14,7 +14,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
-from tillbridge.api import ops, payments, providers, webhook_deliveries, webhooks
+from tillbridge.api import ops, payments, providers, terminals, webhook_deliveries, webhooks
 from tillbridge.api.auth import DEFAULT_CACHE_TTL_S, Authenticator
 from tillbridge.api.middleware import RequestContextMiddleware
 from tillbridge.api.problems import install_handlers, patch_openapi
@@ -76,6 +76,7 @@ def create_app(runtime: Runtime, *, auth_cache_ttl_s: float = DEFAULT_CACHE_TTL_
         webhooks.admin_router,
         webhook_deliveries.router,
         providers.router,
+        terminals.router,  # /v1/terminals/*, /v1/payments/{id}/events and /terminal
     ):
         app.include_router(router)
         app.state.route_methods += [

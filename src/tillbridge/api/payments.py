@@ -88,10 +88,8 @@ _CREATE_BODY_DOC: Final = {
     status_code=201,
     response_model=PaymentOut,
     summary="Create a payment (idempotent)",
-    responses={
-        200: {"description": "Never sent: a replay repeats the first response's status"},
-        **problem_doc(400, 401, 403, 409, 413, 415, 422, 503),
-    },
+    response_description="The payment (also on a replay, with `Idempotent-Replayed: true`)",
+    responses=problem_doc(400, 401, 403, 409, 413, 415, 422, 503),
     openapi_extra=_CREATE_BODY_DOC,
 )
 async def create_payment(

@@ -13,10 +13,10 @@ from sqlalchemy import select
 
 from tillbridge.errors import QueueError, ValidationError
 from tillbridge.inbound import inbox
-from tillbridge.inbound.inbox import InboxItem, job_dedupe_key
+from tillbridge.inbound.inbox import InboxItem, processing_jobs
 from tillbridge.inbound.tables import INBOX_STATUSES
 from tillbridge.observability.redaction import Redactor
-from tillbridge.queue.tables import ACTIVE, job_errors, jobs
+from tillbridge.queue.tables import ACTIVE, job_errors
 from tillbridge.store.db import Database
 
 MAX_PAGE = 500
@@ -76,13 +76,7 @@ async def show_inbox(db: Database, inbox_id: int, redactor: Redactor) -> dict[st
     current processing job with its error history."""
     async with db.read() as conn:
         item = await inbox.get(conn, inbox_id)
-        job = (
-            await conn.execute(
-                select(jobs.c.id, jobs.c.status, jobs.c.attempts, jobs.c.run_after).where(
-                    jobs.c.dedupe_key == job_dedupe_key(item.id, item.replays)
-                )
-            )
-        ).first()
+        job = (await conn.execute(processing_jobs(item.id).limit(1))).first()
         errors: list[dict[str, Any]] = []
         if job is not None:
             rows = await conn.execute(
@@ -126,13 +120,8 @@ async def replay(db: Database, inbox_id: int, *, now: datetime | None = None) ->
     stamp = now or datetime.now(UTC)
     async with db.write() as conn:
         item = await inbox.get(conn, inbox_id, for_update=True)
-        status = (
-            await conn.execute(
-                select(jobs.c.status).where(
-                    jobs.c.dedupe_key == job_dedupe_key(item.id, item.replays)
-                )
-            )
-        ).scalar_one_or_none()
+        latest = (await conn.execute(processing_jobs(item.id).limit(1))).first()
+        status = latest.status if latest is not None else None
         if status in ACTIVE:
             raise InboxBusy(f"inbox entry {inbox_id} is already queued ({status})", status=status)
         return await inbox.mark_replayed(conn, item, stamp)

@@ -4,23 +4,25 @@
 enqueue its processing job in the same transaction. It never fails on a duplicate (``ON CONFLICT
 DO NOTHING`` on both engines, so a PostgreSQL transaction is not aborted by a unique violation);
 a concurrent duplicate waits for the first insert's commit and then finds its row.
+:func:`store_many` does the same for a batch in three statements (the intake's group commit).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
-from sqlalchemy import Row, select, update
+from sqlalchemy import Row, Select, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tillbridge.errors import NotFound
 from tillbridge.inbound.tables import INBOX_STATUSES, QUEUED, webhook_inbox
-from tillbridge.queue import enqueue
+from tillbridge.queue import NewJob, enqueue, enqueue_many
+from tillbridge.queue.tables import jobs
 
 #: The job kind that processes an inbox row (payload ``{"inbox_id": N}``).
 PROCESS_JOB: Final = "webhook.process"
@@ -33,9 +35,13 @@ class InboxNotFound(NotFound):
     code = "inbox_not_found"
 
 
-def job_dedupe_key(inbox_id: int, run: int) -> str:
-    """The dedupe key of the ``run``-th processing job of a row (0 = the first, then replays)."""
-    return f"inbox:{inbox_id}:{run}"
+def processing_jobs(inbox_id: int) -> Select[Any]:
+    """The processing jobs of row ``inbox_id``, newest first (the first one, then replays)."""
+    return (
+        select(jobs)
+        .where(jobs.c.kind == PROCESS_JOB, jobs.c.payload["inbox_id"].as_integer() == inbox_id)
+        .order_by(jobs.c.id.desc())
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,12 +110,63 @@ def _item(row: Row[Any]) -> InboxItem:
 
 
 async def store(conn: AsyncConnection, new: NewDelivery) -> tuple[int, bool]:
-    """Insert ``new`` and enqueue its processing, unless it is a repeat.
+    """Insert ``new`` and enqueue its processing, unless it is a repeat (see :func:`store_many`)."""
+    (result,) = await store_many(conn, [new])
+    return result
 
-    Returns ``(inbox_id, created)``. Idempotent: a repeat of the same dedupe key returns the
-    first row's id with ``created=False`` and enqueues nothing.
+
+async def store_many(
+    conn: AsyncConnection, batch: Sequence[NewDelivery]
+) -> list[tuple[int, bool]]:
+    """Insert the new deliveries of ``batch`` and enqueue one processing job per new row.
+
+    Returns ``(inbox_id, created)`` per input, in input order. Idempotent: a delivery whose
+    dedupe key exists (in the table, or earlier in ``batch``) gets the first row's id with
+    ``created=False`` and no job. Three statements whatever the batch size: one multi-row
+    ``INSERT ... ON CONFLICT DO NOTHING RETURNING``, one ``SELECT`` for the repeats, one
+    multi-row job insert.
     """
-    values = {
+    if not batch:
+        return []
+    first: dict[tuple[str, str, str], NewDelivery] = {}
+    for new in batch:
+        first.setdefault((new.source, new.account, new.dedupe_key), new)
+    cols = [webhook_inbox.c.source, webhook_inbox.c.account, webhook_inbox.c.dedupe_key]
+    ins: Any = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    stmt = (
+        ins(webhook_inbox)
+        .values([_values(n) for n in first.values()])
+        .on_conflict_do_nothing(index_elements=cols)
+        .returning(webhook_inbox.c.id, *cols)
+    )
+    created: dict[tuple[str, str, str], int] = {
+        (r.source, r.account, r.dedupe_key): int(r.id) for r in await conn.execute(stmt)
+    }
+    ids = dict(created)
+    missing = [k for k in first if k not in created]
+    if missing:
+        rows = await conn.execute(
+            select(webhook_inbox.c.id, *cols).where(tuple_(*cols).in_(missing))
+        )
+        ids.update({(r.source, r.account, r.dedupe_key): int(r.id) for r in rows})
+    if created:
+        stamp = min(first[k].received_at for k in created)
+        await enqueue_many(
+            conn,
+            [NewJob(PROCESS_JOB, {"inbox_id": i}) for i in sorted(created.values())],
+            now=stamp,
+        )
+    out: list[tuple[int, bool]] = []
+    seen: set[tuple[str, str, str]] = set()
+    for new in batch:
+        key = (new.source, new.account, new.dedupe_key)
+        out.append((ids[key], key in created and key not in seen))
+        seen.add(key)
+    return out
+
+
+def _values(new: NewDelivery) -> dict[str, Any]:
+    return {
         "source": new.source,
         "account": new.account,
         "dedupe_key": new.dedupe_key,
@@ -125,34 +182,6 @@ async def store(conn: AsyncConnection, new: NewDelivery) -> tuple[int, bool]:
         "replays": 0,
         "updated_at": new.received_at,
     }
-    cols = [webhook_inbox.c.source, webhook_inbox.c.account, webhook_inbox.c.dedupe_key]
-    if conn.dialect.name == "postgresql":
-        stmt: Any = (
-            pg_insert(webhook_inbox).values(values).on_conflict_do_nothing(index_elements=cols)
-        )
-    else:
-        stmt = (
-            sqlite_insert(webhook_inbox).values(values).on_conflict_do_nothing(index_elements=cols)
-        )
-    new_id = (await conn.execute(stmt.returning(webhook_inbox.c.id))).scalar_one_or_none()
-    if new_id is None:
-        existing = await conn.execute(
-            select(webhook_inbox.c.id).where(
-                webhook_inbox.c.source == new.source,
-                webhook_inbox.c.account == new.account,
-                webhook_inbox.c.dedupe_key == new.dedupe_key,
-            )
-        )
-        return int(existing.scalar_one()), False
-    inbox_id = int(new_id)
-    await enqueue(
-        conn,
-        PROCESS_JOB,
-        {"inbox_id": inbox_id},
-        dedupe_key=job_dedupe_key(inbox_id, 0),
-        now=new.received_at,
-    )
-    return inbox_id, True
 
 
 async def get(conn: AsyncConnection, inbox_id: int, *, for_update: bool = False) -> InboxItem:
@@ -220,12 +249,9 @@ async def list_items(
 
 async def mark_replayed(conn: AsyncConnection, item: InboxItem, now: datetime) -> int:
     """Back to ``queued`` with one more replay; enqueue the new processing job; its id."""
-    run = item.replays + 1
     await conn.execute(
         update(webhook_inbox)
         .where(webhook_inbox.c.id == item.id)
-        .values(status=QUEUED, replays=run, error=None, updated_at=now)
+        .values(status=QUEUED, replays=item.replays + 1, error=None, updated_at=now)
     )
-    return await enqueue(
-        conn, PROCESS_JOB, {"inbox_id": item.id}, dedupe_key=job_dedupe_key(item.id, run), now=now
-    )
+    return await enqueue(conn, PROCESS_JOB, {"inbox_id": item.id}, now=now)

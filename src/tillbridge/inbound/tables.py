@@ -77,7 +77,7 @@ webhook_inbox = Table(
     Column("received_at", UTCDateTime, nullable=False),
     Column("status", String(16), nullable=False),
     Column("attempts", Integer, nullable=False, default=0),
-    # Processing job n of this row has the dedupe key ``inbox:<id>:<n>`` (n = replays).
+    # Operator replays so far; each enqueued one more ``webhook.process`` job for this row.
     Column("replays", Integer, nullable=False, default=0),
     # What processing did: {"payment_id": ...} or {"reason": ...}.
     Column("result", _Json),

@@ -16,8 +16,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-import structlog
-
 from tillbridge.erp.xentral.source import (
     FALLBACK_CONNECTOR,
     SOURCE,
@@ -49,9 +47,6 @@ from tillbridge.webhooks_out.events import (
 
 if TYPE_CHECKING:
     from tillbridge.runtime import Runtime
-
-log = structlog.get_logger("tillbridge.inbound")
-
 
 @dataclass
 class Integrations:
@@ -88,12 +83,9 @@ def build_integrations(rt: Runtime, *, settings: InboundSettings | None = None) 
     inbound_settings = settings or InboundSettings()
     accounts = xentral_accounts(cfg)
     if accounts and FALLBACK_CONNECTOR not in rt.connectors:
+        # Not logged here: runtimes are built by every CLI command, before logging is set up.
+        # Each payment that falls back says so (metadata and a warning from the worker).
         rt.connectors[FALLBACK_CONNECTOR] = FakeConnector(name=FALLBACK_CONNECTOR)
-        log.warning(
-            "xentral.fake_connector_added",
-            hint="Xentral payments whose register has no terminal connector run on 'fake': "
-            "no money moves",
-        )
     secrets = {
         name: SecretSource(cfg.erp[name].webhook_secrets, inbound_settings.secret_ttl_s)
         for name in accounts

@@ -14,10 +14,12 @@ Handlers:
 ``qt.noop``
     Does nothing (batched completion). For throughput.
 ``qt.effect``
-    Transaction 1: records the execution (``qt_executions``) and takes the job's key in
-    ``qt_running_keys`` (primary key: a second concurrent holder of the key is recorded in
-    ``qt_violations``). Transaction 2: releases the key, records the effect (``qt_effects``,
-    primary key job id) and completes the job with ``ctx.complete_in`` (exactly once).
+    Keyed job, transaction 1: records the execution (``qt_executions``) and takes the job's key
+    in ``qt_running_keys`` (primary key: a second concurrent holder of the key is recorded in
+    ``qt_violations``). Transaction 2 (the only one of a keyless job, which records its
+    execution there): releases the key, records the effect (``qt_effects``, primary key job id)
+    and completes the job with ``ctx.transaction()`` (exactly once). Every handler call is also
+    counted in memory and written to ``qt_counts`` when the worker stops gracefully.
 ``qt.block``
     Attempt 1 records the execution, writes ``qt_ready`` and blocks forever (until the process
     is killed). Later attempts behave like ``qt.effect``.
@@ -81,6 +83,12 @@ qt_violations = Table(
     Column("job_id", BigInteger, nullable=False),
     Column("key", String(255)),
 )
+qt_counts = Table(
+    "qt_counts",
+    test_metadata,
+    Column("worker", String(128), primary_key=True),
+    Column("invocations", Integer, nullable=False),
+)
 qt_ready = Table(
     "qt_ready",
     test_metadata,
@@ -97,22 +105,33 @@ def create_test_tables(url: str) -> None:
     engine.dispose()
 
 
+_invocations = 0  # handler calls in this process, written to qt_counts on a graceful stop
+
+
 async def _start(ctx: JobContext) -> None:
+    """Record the execution; a keyed job also takes its key (committed, visible to all)."""
+    global _invocations
+    _invocations += 1
+    if ctx.key is None:
+        return  # recorded in the completion transaction (one transaction per keyless job)
     async with ctx.db.write() as conn:
-        await conn.execute(
-            insert(qt_executions).values(
-                job_id=ctx.job_id, key=ctx.key, attempt=ctx.attempt, worker=ctx.worker_id
+        await _record_execution(conn, ctx)
+        if not await _insert_ignore(conn, ctx.key, ctx.job_id):
+            holder = await conn.scalar(
+                select(qt_running_keys.c.job_id).where(qt_running_keys.c.key == ctx.key)
             )
+            # An earlier attempt of this same job died holding the key: that is a rerun, not
+            # two jobs of one key at the same time.
+            if holder != ctx.job_id:
+                await conn.execute(insert(qt_violations).values(job_id=ctx.job_id, key=ctx.key))
+
+
+async def _record_execution(conn: AsyncConnection, ctx: JobContext) -> None:
+    await conn.execute(
+        insert(qt_executions).values(
+            job_id=ctx.job_id, key=ctx.key, attempt=ctx.attempt, worker=ctx.worker_id
         )
-        if ctx.key is not None:
-            if not await _insert_ignore(conn, ctx.key, ctx.job_id):
-                holder = await conn.scalar(
-                    select(qt_running_keys.c.job_id).where(qt_running_keys.c.key == ctx.key)
-                )
-                # An earlier attempt of this same job died holding the key: that is a rerun, not
-                # two jobs of one key at the same time.
-                if holder != ctx.job_id:
-                    await conn.execute(insert(qt_violations).values(job_id=ctx.job_id, key=ctx.key))
+    )
 
 
 async def _insert_ignore(conn: AsyncConnection, key: str, job_id: int) -> bool:
@@ -125,14 +144,28 @@ async def _insert_ignore(conn: AsyncConnection, key: str, job_id: int) -> bool:
 
 
 async def _finish(ctx: JobContext) -> None:
+    """Release the key, record the effect and complete the job: one transaction, exactly once."""
     async with ctx.transaction() as conn:
-        if ctx.key is not None:
+        if ctx.key is None:
+            await _record_execution(conn, ctx)
+        else:
             await conn.execute(
                 delete(qt_running_keys).where(
                     qt_running_keys.c.key == ctx.key, qt_running_keys.c.job_id == ctx.job_id
                 )
             )
         await conn.execute(insert(qt_effects).values(job_id=ctx.job_id, worker=ctx.worker_id))
+
+
+async def _write_count(url: str, worker: str) -> None:
+    from tillbridge.store.db import Database
+
+    db = Database(url)
+    try:
+        async with db.write() as conn:
+            await conn.execute(insert(qt_counts).values(worker=worker, invocations=_invocations))
+    finally:
+        await db.dispose()
 
 
 def build_registry() -> JobRegistry:
@@ -193,6 +226,8 @@ def main(argv: list[str] | None = None) -> None:
             shutdown_timeout=5.0,
             max_poll_interval=args.max_poll,
         )
+        if args.worker_id is not None:
+            await _write_count(args.url, args.worker_id)
 
     asyncio.run(run())
 

@@ -157,7 +157,7 @@ def _claimable() -> tuple[Select[tuple[int]], Any]:
             j.c.run_after <= bindparam("now", type_=UTCDateTime()),
             j.c.queue.in_(bindparam("queues", expanding=True)),
             j.c.kind.in_(bindparam("kinds", expanding=True)),
-            or_(j.c.key.is_(None), and_(j.c.id == head_id, ~key_busy)),
+            or_(j.c.key.is_(None), and_(~key_busy)),
         )
         .order_by(j.c.id)
         .limit(bindparam("limit", type_=Integer()))

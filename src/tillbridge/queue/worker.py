@@ -133,6 +133,15 @@ class Worker:
         self.metrics = metrics or QueueMetrics(metrics_registry)
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self.log = _log.bind(worker_id=self.worker_id)
+        pool_size = getattr(db.engine.pool, "size", None)
+        if callable(pool_size) and not db.is_sqlite and pool_size() < concurrency + 2:
+            # Handlers that use the database each hold a connection: with fewer pooled ones
+            # they queue for overflow connections that are opened and closed every time.
+            self.log.warning(
+                "database pool smaller than worker concurrency + 2",
+                pool_size=pool_size(),
+                concurrency=concurrency,
+            )
         self._running: dict[tuple[int, int], tuple[ClaimedJob, asyncio.Task[None]]] = {}
         self._done: list[_Outcome] = []
         self._cancelled: list[ClaimedJob] = []

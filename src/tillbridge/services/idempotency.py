@@ -25,9 +25,11 @@ How "still running" is detected differs by engine, because their locking differs
   released by the commit or rollback, so a later request sees the committed row and replays.
   A collision of two different keys on the same 64-bit digest gives a spurious 409, once in
   about 2**64 pairs.
-- **SQLite**: ``Database.write()`` begins with ``BEGIN IMMEDIATE``, so writers are serialised:
-  the second request waits for the first to commit (up to the busy timeout, then 503) and then
-  replays its stored response. An uncommitted claim is never visible to another writer.
+- **SQLite**: ``Database.write()`` begins with ``BEGIN IMMEDIATE``, so writers are serialised
+  (and :func:`run_idempotent` queues them in-process first, see :func:`_writer_turn`): the
+  second request waits for the first to commit (another process's writer: up to the busy
+  timeout, then 503) and then replays its stored response. An uncommitted claim is never
+  visible to another writer.
 - **Both**: a committed row without a response (a claim committed without :func:`complete`,
   which this module's :func:`run_idempotent` never does) counts as in progress until
   ``locked_until``, and is reclaimed after that.
@@ -230,6 +232,7 @@ async def run_idempotent(
 
     ``work`` runs inside the write transaction that claimed the key and returns the response to
     store; any exception it raises rolls back the work and the claim together (nothing stored).
+    ``work`` must only write through ``conn`` (no outbound calls: persist, and let a job send).
     """
     async with _writer_turn(db), db.write() as conn:
         outcome = await begin(conn, scope, now=now, ttl_s=ttl_s)
@@ -240,7 +243,9 @@ async def run_idempotent(
     return response, False
 
 
-_SQLITE_WRITERS: weakref.WeakKeyDictionary[Database, asyncio.Lock] = weakref.WeakKeyDictionary()
+_SQLITE_WRITERS: weakref.WeakKeyDictionary[
+    Database, tuple[asyncio.AbstractEventLoop, asyncio.Lock]
+] = weakref.WeakKeyDictionary()
 
 
 def _writer_turn(db: Database) -> contextlib.AbstractAsyncContextManager[object]:
@@ -254,10 +259,11 @@ def _writer_turn(db: Database) -> contextlib.AbstractAsyncContextManager[object]
     """
     if not db.is_sqlite:
         return contextlib.nullcontext()
-    lock = _SQLITE_WRITERS.get(db)
-    if lock is None:
-        lock = _SQLITE_WRITERS[db] = asyncio.Lock()
-    return lock
+    loop = asyncio.get_running_loop()
+    entry = _SQLITE_WRITERS.get(db)
+    if entry is None or entry[0] is not loop:  # an asyncio.Lock belongs to one event loop
+        entry = _SQLITE_WRITERS[db] = (loop, asyncio.Lock())
+    return entry[1]
 
 
 def _free(at: datetime) -> Any:

@@ -14,6 +14,13 @@ The order of events for a purchase, and why:
    (:meth:`resolve`, audited).
 
 Jobs are keyed by payment, so two jobs of one payment never run at once.
+
+Connectors that schedule their own work (card terminals: their jobs are keyed by terminal, not by
+payment, so one terminal never runs two payments at once) register a :class:`PaymentDelegate`
+under their connector name. :meth:`PaymentService.create` then hands the new payment to the
+delegate instead of enqueueing ``payment.execute``, and :meth:`PaymentService.cancel` asks the
+delegate to stop a payment that is already running there. Everything else (state table, audit,
+listeners, operator resolution) is shared.
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -72,6 +79,22 @@ class NewPayment:
     reference: str
     connector: str
     metadata: dict[str, Any]
+    #: ``refund`` only for delegates that pay out to a card (a standalone terminal refund).
+    kind: OperationKind = OperationKind.PURCHASE
+
+
+class PaymentDelegate(Protocol):
+    """A connector family that runs its payments on its own jobs (card terminals).
+
+    ``schedule`` must only write through ``conn`` (the creating transaction: the payment exists
+    iff its job does) and must never send anything. ``request_cancel`` must never move money:
+    it asks the counterpart to abort, or raises a :class:`~tillbridge.errors.DomainError`
+    explaining where the payment has to be cancelled instead. Both are idempotent.
+    """
+
+    async def schedule(self, conn: AsyncConnection, p: Payment, op: Operation) -> None: ...
+
+    async def request_cancel(self, p: Payment, *, actor: str) -> Payment: ...
 
 
 class PaymentService:
@@ -87,6 +110,8 @@ class PaymentService:
         listeners: list[PaymentListener] | None = None,
     ) -> None:
         self.listeners: list[PaymentListener] = list(listeners or [])
+        #: connector name -> the delegate that runs its payments (see the module docstring).
+        self.delegates: dict[str, PaymentDelegate] = {}
         self.db = db
         self.connectors = connectors
         self.redactor = redactor
@@ -126,6 +151,44 @@ class PaymentService:
             redactor=self.redactor,
         )
 
+    async def record_change(
+        self,
+        conn: AsyncConnection,
+        action: str,
+        p: Payment,
+        actor: str,
+        previous: PaymentState | None = None,
+        **payload: Any,
+    ) -> None:
+        """Audit a change a delegate made and tell the listeners, in the same transaction."""
+        await self._audit(conn, action, p, actor, previous, **payload)
+
+    async def settle_outcome(
+        self,
+        conn: AsyncConnection,
+        p: Payment,
+        op: Operation,
+        outcome: Outcome,
+        *,
+        reason: str | None = None,
+    ) -> None:
+        """Apply an operation's outcome to ``p`` (in memory; the caller saves ``p``).
+
+        A succeeded standalone refund (operation kind ``refund``, no earlier sale: a terminal
+        paid the amount back to a card) ends ``refunded``: it is recorded as captured and then
+        refunded in full, so refund totals and the ``payment.refunded`` event are right and a
+        listener never mistakes it for a sale.
+        """
+        now = self.clock()
+        if op.kind == OperationKind.REFUND and outcome == Outcome.SUCCEEDED:
+            p.transition(PaymentState.CAPTURED, now)
+            refund = p.request_refund(op.amount, new_id("re"), op.id, now)
+            await repo.insert_refund(conn, refund)
+            p.settle_refund(refund, Outcome.SUCCEEDED, now)
+            await repo.save_refund(conn, refund)
+            return
+        p.apply_purchase_outcome(outcome, now, reason=reason)
+
     # create / cancel ---------------------------------------------------------------------------
 
     async def create(
@@ -135,6 +198,13 @@ class PaymentService:
         self.connector(new.connector)
         if not new.amount.is_positive():
             raise ValidationError("amount must be positive", code="invalid_amount")
+        delegate = self.delegates.get(new.connector)
+        if new.kind not in (OperationKind.PURCHASE, OperationKind.REFUND) or (
+            new.kind == OperationKind.REFUND and delegate is None
+        ):
+            raise ValidationError(
+                f"connector {new.connector!r} cannot start a {new.kind}", code="invalid_kind"
+            )
         now = self.clock()
         p = Payment(
             id=new_id("pay"),
@@ -149,7 +219,7 @@ class PaymentService:
         op = Operation(
             id=new_id("op"),
             payment_id=p.id,
-            kind=OperationKind.PURCHASE,
+            kind=new.kind,
             amount=new.amount,
             echo_id=new_id("tx"),
             created_at=now,
@@ -158,21 +228,33 @@ class PaymentService:
         )
         await repo.insert_payment(conn, p)
         await repo.insert_operation(conn, op)
-        await enqueue(
-            conn, EXECUTE_JOB, {"payment_id": p.id, "operation_id": op.id}, key=job_key(p.id)
-        )
+        if delegate is not None:
+            await delegate.schedule(conn, p, op)
+        else:
+            await enqueue(
+                conn, EXECUTE_JOB, {"payment_id": p.id, "operation_id": op.id}, key=job_key(p.id)
+            )
         await self._audit(conn, "payment.created", p, actor, amount=new.amount.minor)
         return p
 
     async def cancel(self, payment_id: str, *, actor: str) -> Payment:
-        """Cancel a payment that has not started moving money; a repeat is a no-op."""
+        """Cancel a payment that has not started moving money; a repeat is a no-op.
+
+        A payment already running on a delegate (a terminal) is handed to the delegate, which
+        asks the terminal to abort or says that it must be cancelled on the terminal.
+        """
         async with self.db.write() as conn:
             p = await repo.get_payment(conn, payment_id)
-            prev = p.state
-            if p.cancel(self.clock()):
-                await repo.save_payment(conn, p)
-                await self._audit(conn, "payment.state_changed", p, actor, prev, reason="canceled")
-            return p
+            delegate = self.delegates.get(p.connector)
+            if delegate is None or p.state != PaymentState.IN_PROGRESS:
+                prev = p.state
+                if p.cancel(self.clock()):
+                    await repo.save_payment(conn, p)
+                    await self._audit(
+                        conn, "payment.state_changed", p, actor, prev, reason="canceled"
+                    )
+                return p
+        return await delegate.request_cancel(p, actor=actor)
 
     # worker side -------------------------------------------------------------------------------
 
@@ -192,6 +274,8 @@ class PaymentService:
         async with self.db.write() as conn:
             p = await repo.get_payment(conn, payment_id)
             op = await repo.get_operation(conn, operation_id)
+            if p.connector in self.delegates:
+                return  # its delegate runs it on its own jobs; never send it from here
             if p.state == PaymentState.IN_PROGRESS and op.outcome is None:
                 # A previous run may have sent the sale before it died: ask, never resend.
                 op.record(Outcome.UNKNOWN, self.clock(), reason="worker died while sending")
@@ -224,8 +308,8 @@ class PaymentService:
         async with self.db.read() as conn:
             p = await repo.get_payment(conn, payment_id)
             op = await repo.get_operation(conn, operation_id)
-        if p.state != PaymentState.UNKNOWN:
-            return  # resolved meanwhile (late notification or an operator)
+        if p.state != PaymentState.UNKNOWN or p.connector in self.delegates:
+            return  # resolved meanwhile (late notification or an operator), or not ours
         result = await _call(self.connector(p.connector).query, self._request(p, op))
         if result.outcome == Outcome.NOT_SENT:
             # The counterpart has no record of it: the sale never arrived, no money moved.
@@ -309,9 +393,15 @@ class PaymentService:
                     f"payment {p.id} is {p.state}; only unknown payments are resolved by hand",
                     code="not_unknown",
                 )
-            target = PaymentState.CAPTURED if outcome == "succeeded" else PaymentState.FAILED
-            p.transition(target, self.clock(), reason=f"resolved by operator: {reason}")
-            for op in await repo.list_operations(conn, p.id):
+            why = f"resolved by operator: {reason}"
+            ops = await repo.list_operations(conn, p.id)
+            if outcome == "succeeded" and ops and ops[0].kind == OperationKind.REFUND:
+                await self.settle_outcome(conn, p, ops[0], Outcome.SUCCEEDED)
+                p.failure_reason = why
+            else:
+                target = PaymentState.CAPTURED if outcome == "succeeded" else PaymentState.FAILED
+                p.transition(target, self.clock(), reason=why)
+            for op in ops:
                 if op.outcome in (Outcome.UNKNOWN, None):
                     op.record(
                         Outcome.SUCCEEDED if outcome == "succeeded" else Outcome.NOT_SENT,

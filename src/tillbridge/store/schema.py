@@ -10,6 +10,7 @@ from tillbridge.inbound import tables as _inbound_tables  # noqa: F401  (webhook
 from tillbridge.queue import tables as _queue_tables  # noqa: F401  (registers the job tables)
 from tillbridge.store import tables as _tables  # noqa: F401  (registers the domain tables)
 from tillbridge.store.metadata import metadata
+from tillbridge.terminals import tables as _terminal_tables  # noqa: F401  (terminal engine)
 from tillbridge.webhooks_out import tables as _webhooks_out_tables  # noqa: F401  (deliveries)
 
 

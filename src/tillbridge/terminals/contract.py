@@ -12,7 +12,8 @@ The contract is deliberately small:
 * ``settle`` closes the terminal's day and reports totals;
 * ``capabilities`` says which of the above this terminal really supports.
 
-Every money call ends in exactly one :class:`Outcome` (DESIGN §3). Terminal and transport
+Every money call ends in exactly one :class:`~tillbridge.domain.states.Outcome` (DESIGN §3;
+the one enum of the bridge, re-exported here). Terminal and transport
 failures are *results*, not exceptions: a refused connection is ``not_sent``, a link lost after
 the request went out is ``unknown``. Connectors raise only for requests that can never succeed
 as asked (:class:`~tillbridge.errors.ValidationError`) and for a terminal that is busy with
@@ -29,22 +30,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol, runtime_checkable
 
+from tillbridge.domain.states import Outcome
 from tillbridge.money import Money
-
-
-class Outcome(StrEnum):
-    """How a call to a terminal ended (DESIGN §3)."""
-
-    SUCCEEDED = "succeeded"
-    """Money moved as asked."""
-    DECLINED = "declined"
-    """Definitive refusal; no money moved. A new attempt is a new operation."""
-    NOT_SENT = "not_sent"
-    """The request provably never reached the terminal; retrying is safe."""
-    PENDING = "pending"
-    """Accepted; the result arrives later."""
-    UNKNOWN = "unknown"
-    """It may have happened. Only recovery (``query_status``) may resolve it; never resend."""
 
 
 class TransactionKind(StrEnum):

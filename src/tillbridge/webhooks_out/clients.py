@@ -7,8 +7,9 @@ from the client; bodies are passed through the process's card-data :class:`Redac
 they reach the table (design invariant 6). A failing audit write never fails the call (the client
 logs it): the exchange has already happened.
 
-``transport``, ``sleep`` and ``clock`` are public so tests can point the clients at an in-process
-simulator and move breaker time by hand; set them before the first :meth:`client` call.
+``transport`` (all accounts), ``transports`` (per account), ``sleep`` and ``clock`` are public so
+tests can point clients at an in-process simulator and move breaker time by hand; set them before
+the first :meth:`client` call of the account.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ class OutboundHub:
         self.redactor = redactor
         self.breakers = breakers or BreakerRegistry(BreakerConfig())
         self.transport = transport
+        self.transports: dict[str, httpx2.AsyncBaseTransport] = {}
         self.sleep = sleep
         self.clock = clock
         self.audit = audit
@@ -73,7 +75,7 @@ class OutboundHub:
         created = OutboundClient(
             account=account,
             base_url=base_url,
-            transport=self.transport,
+            transport=self.transports.get(account, self.transport),
             call_classes=call_classes,
             retry=retry,
             breakers=self.breakers,

@@ -102,7 +102,7 @@ async def test_query_pages_with_before_id(db: Database) -> None:
 
 
 async def test_payload_is_redacted_in_the_stored_row(db: Database) -> None:
-    payload = {
+    payload: dict[str, Any] = {
         "card": {"pan": "4111111111111111", "cvv": "123", "expiry": "12/29"},
         "request": {
             "url": "https://api.example/v2/payments?api_key=k-123",

@@ -1,4 +1,4 @@
-"""The job queue on real SQLite and real PostgreSQL: enqueue, claim, complete, retry, dead letter."""
+"""The job queue on real SQLite and PostgreSQL: enqueue, claim, complete, retry, dead letter."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from sqlalchemy import func, select, text
 from tillbridge.queue import (
     JobContext,
     JobRegistry,
+    NewJob,
     PermanentFailure,
     RetryLater,
     RetryPolicy,
@@ -20,7 +21,6 @@ from tillbridge.queue import (
     enqueue,
     enqueue_many,
     get_job,
-    NewJob,
 )
 from tillbridge.queue import sql as qsql
 from tillbridge.queue.tables import jobs
@@ -94,7 +94,7 @@ async def test_naive_run_after_is_refused(db: Database) -> None:
 
     async with db.write() as conn:
         with pytest.raises(ValueError, match="timezone-aware"):
-            await enqueue(conn, "t.noop", run_after=datetime(2030, 1, 1))  # noqa: DTZ001
+            await enqueue(conn, "t.noop", run_after=datetime(2030, 1, 1))
 
 
 async def test_worker_runs_jobs_and_marks_them_succeeded(db: Database, clock: Any) -> None:

@@ -34,7 +34,9 @@ import json
 from collections.abc import Mapping
 from typing import Any, Final
 
+import structlog
 from sqlalchemy import insert, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tillbridge.audit.log import record as audit_record
@@ -52,6 +54,8 @@ from tillbridge.inbound.inbox import InboxItem
 from tillbridge.inbound.tables import DUPLICATE, IGNORED, INVALID, PROCESSED, RECORDED
 from tillbridge.queue import JobContext, PermanentFailure
 from tillbridge.services.payments import NewPayment, PaymentService
+
+log = structlog.get_logger("tillbridge.xentral")
 
 SOURCE: Final = "xentral"
 FALLBACK_CONNECTOR: Final = "fake"
@@ -144,7 +148,12 @@ class XentralSource:
         if event.kind is PaymentKind.REFUND:
             await self._record_refund(ctx, item, event, register)
             return
-        await self._purchase(ctx, item, event, register)
+        try:
+            await self._purchase(ctx, item, event, register)
+        except IntegrityError:
+            # A concurrent job for the same POS payment (same guid) committed its link first; our
+            # transaction rolled back. Looking again finds it and settles this row as duplicate.
+            await self._purchase(ctx, item, event, register)
 
     async def _purchase(
         self, ctx: JobContext, item: InboxItem, event: XentralCardPayment, register: str
@@ -202,6 +211,13 @@ class XentralSource:
                 )
             )
             result = {"payment_id": payment.id, "register": register, "connector": connector}
+            if fallback:
+                log.warning(
+                    "xentral.fake_connector_used",
+                    payment_id=payment.id,
+                    register=register,
+                    hint="the register's terminal is not a connector yet: no money moves",
+                )
             await self._mark(ctx, conn, item, PROCESSED, event.event_type, result)
 
     async def _record_refund(

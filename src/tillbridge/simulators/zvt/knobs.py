@@ -60,7 +60,9 @@ class SimulatorKnobs:
       CRC / the first frame the PT receives is answered with NAK.
     * ``busy``: answer every command with ``84 A0`` (receiver not ready).
     * ``hold_card``: at "insert card" wait until :meth:`SimTerminal.release_card` or an Abort
-      (06 B0) from the ECR; the terminal's ``card_waiting`` event is set meanwhile.
+      (06 B0) from the ECR; the terminal's ``card_waiting`` event is set meanwhile. If the ECR's
+      link drops while the card is held, the PT still waits for the card and authorizes (a
+      crashed cash register does not stop the customer), then fails to report the result.
     * ``garbage``: bytes sent instead of the first answer to ``garbage_command`` (any
       command if ``None``), then the PT goes silent.
     * ``unacked_policy``: what the PT does with an approved payment whose Status-Information

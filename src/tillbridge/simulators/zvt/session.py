@@ -226,12 +226,13 @@ class PtSession:
         rule = k.amount_rules.get(amount % 100, AmountRule())
         self._abort_requested = False
         result = rule.result_code
+        ecr_gone = False
         for status in k.intermediate_statuses:
             await self._intermediate(status)
             if status == 0x0A and k.hold_card:
-                await self._hold_card()
-            if self._abort_requested:
-                result = codes.ABORTED
+                ecr_gone = not await self._hold_card()
+            if self._abort_requested or ecr_gone:
+                result = codes.ABORTED if self._abort_requested else result
                 break
         txn = self.t.new_transaction(
             kind,
@@ -241,7 +242,7 @@ class PtSession:
             host_text=rule.host_text if result else None,
             receipt_sync=C.receipt_sync_value(items)[0],
         )
-        if rule.cut == "before_status":
+        if rule.cut == "before_status" or ecr_gone:
             if k.unacked_policy == "reverse":
                 self.t.auto_reverse(txn)
             raise _Cut
@@ -256,12 +257,18 @@ class PtSession:
             raise _Cut
         await self._finish(txn.result_code)
 
-    async def _hold_card(self) -> None:
-        """Wait for the card, or for an Abort (06 B0) from the ECR, whichever comes first."""
+    async def _hold_card(self) -> bool:
+        """Wait for the card, or for an Abort (06 B0) from the ECR, whichever comes first.
+        False if the ECR's link dropped meanwhile (the card was still taken)."""
         card = asyncio.ensure_future(self.t.wait_for_card())
         command = asyncio.ensure_future(self.link.recv_apdu(None))
         try:
             done, _ = await asyncio.wait({card, command}, return_when=asyncio.FIRST_COMPLETED)
+            if command in done and command.exception() is not None:
+                # The ECR went away (crash, cable). The customer still inserts the card and the
+                # PT still authorizes; it just cannot report the result (see unacked_policy).
+                await card
+                return False
             if command in done:
                 msg = command.result()
                 if msg.control == A.ABORT_COMMAND:
@@ -269,6 +276,7 @@ class PtSession:
                     await self.link.send_apdu(ack())
                 elif not msg.is_answer():
                     await self.link.send_apdu(nack(codes.RECEIVER_NOT_READY))
+            return True
         finally:
             for task in (card, command):
                 if not task.done():

@@ -185,6 +185,11 @@ class SimTerminal:
         self._owner = owner
         return True
 
+    @property
+    def in_use(self) -> bool:
+        """A connection is running a command on the PT right now."""
+        return self._owner is not None
+
     def release(self, owner: object) -> None:
         if self._owner is owner:
             self._owner = None

@@ -1,0 +1,224 @@
+"""A bridge under test for the webhook tests: real runtime, real database, real API app.
+
+The API is driven in-process through ``httpx2.ASGITransport``; the job worker is the real
+:class:`~tillbridge.queue.Worker` run with ``run_until_idle`` and a clock the test moves.
+Counterparts are the shipped simulators (Xentral events and write-back API) and real local HTTP
+receivers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx2
+import uvicorn
+from fastapi import FastAPI
+from sqlalchemy import func, select
+from sqlalchemy.sql.schema import Table
+
+from tillbridge.api import create_app
+from tillbridge.config import Connector, Erp, MerchantConfig, Register, SecretRef, Store, Subscriber
+from tillbridge.inbound.failures import FailureWindow
+from tillbridge.jobs import build_registry
+from tillbridge.money import Money
+from tillbridge.observability.redaction import Redactor
+from tillbridge.outbound import BreakerConfig, BreakerRegistry
+from tillbridge.queue import Worker
+from tillbridge.runtime import Runtime
+from tillbridge.services import apikeys
+from tillbridge.settings import Settings
+from tillbridge.simulators.xentral import (
+    XentralDelivery,
+    XentralSimState,
+    card_payment_body,
+    deliveries,
+    envelope,
+)
+from tillbridge.simulators.xentral import create_app as xentral_api
+from tillbridge.store.db import Database
+
+XENTRAL_KEY = "xentral-webhook-key-0001"  # 24 chars, like a key entered in Xentral's UI
+XENTRAL_TOKEN = "xentral-api-token-0001"
+ACCOUNT = "xpos"
+XENTRAL_URL = "http://xentral.test"
+
+
+class MovableClock:
+    """Wall and queue time that move only when told to.
+
+    It starts ten minutes ahead of the real time: jobs enqueued by code that stamps them with
+    the real clock (the payment engine) are then due for a worker running on this clock.
+    """
+
+    def __init__(self) -> None:
+        self.now = datetime.now(UTC).replace(microsecond=0) + timedelta(minutes=10)
+        self.mono = 1000.0
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def wall(self) -> float:
+        return self.now.timestamp()
+
+    def monotonic(self) -> float:
+        return self.mono
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+        self.mono += seconds
+
+
+def make_config(
+    *,
+    subscribers: dict[str, Subscriber] | None = None,
+    terminal_connector: bool = False,
+    extra_registers: dict[str, Register] | None = None,
+) -> MerchantConfig:
+    registers = {"lane1": Register(store="shop", xentral_project="1")}
+    registers.update(extra_registers or {})
+    return MerchantConfig(
+        stores={"shop": Store(name="Shop")},
+        registers=registers,
+        connectors={"lane-term": Connector(type="fake")} if terminal_connector else {},
+        erp={
+            ACCOUNT: Erp(
+                type="xentral",
+                url=XENTRAL_URL,  # type: ignore[arg-type]
+                api_key=SecretRef(env="TB_TEST_XENTRAL_TOKEN"),
+                webhook_secrets=[
+                    SecretRef(env="TB_TEST_XENTRAL_KEY_OLD"),
+                    SecretRef(env="TB_TEST_XENTRAL_KEY"),
+                ],
+            )
+        },
+        subscribers=subscribers or {},
+    )
+
+
+def set_secret_env(monkeypatch: Any) -> None:
+    monkeypatch.setenv("TB_TEST_XENTRAL_TOKEN", XENTRAL_TOKEN)
+    monkeypatch.setenv("TB_TEST_XENTRAL_KEY", XENTRAL_KEY)
+    monkeypatch.setenv("TB_TEST_XENTRAL_KEY_OLD", "an-older-key-being-rotated-out")
+
+
+@dataclass
+class Bridge:
+    runtime: Runtime
+    app: FastAPI
+    client: httpx2.AsyncClient
+    clock: MovableClock
+    admin_key: str
+    reader_key: str
+    #: The Xentral write-back simulator every outbound client talks to (in-process).
+    xentral: XentralSimState
+
+    @property
+    def db(self) -> Database:
+        return self.runtime.db
+
+    def admin(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.admin_key}"}
+
+    def reader(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.reader_key}"}
+
+    def signed(self, payload: dict[str, Any] | bytes, **knobs: Any) -> list[XentralDelivery]:
+        key = knobs.pop("key", XENTRAL_KEY)
+        return deliveries(payload, now=int(self.clock.wall()), key=key, **knobs)
+
+    async def post(
+        self, delivery: XentralDelivery, account: str = ACCOUNT, **headers: str
+    ) -> httpx2.Response:
+        return await self.client.post(
+            f"/webhooks/xentral/{account}",
+            content=delivery.body,
+            headers={**delivery.headers, **headers},
+        )
+
+    async def send_sale(self, amount: str = "12.34", **body: Any) -> httpx2.Response:
+        payload = envelope(card_payment_body(Money.of(amount, "EUR"), **body))
+        return await self.post(self.signed(payload)[0])
+
+    async def work(self, db: Database | None = None) -> None:
+        """Run the job worker until nothing is due (a fresh worker each time, like a restart)."""
+        worker = Worker(
+            db or self.db, build_registry(self.runtime), clock=self.clock, scheduler=False
+        )
+        await worker.run_until_idle()
+
+    async def count(self, table: Table) -> int:
+        async with self.db.read() as conn:
+            stmt = select(func.count()).select_from(table)
+            return int((await conn.execute(stmt)).scalar_one())
+
+
+@contextlib.asynccontextmanager
+async def open_bridge(
+    url: str, config: MerchantConfig, *, connectors: dict[str, Any] | None = None
+) -> AsyncIterator[Bridge]:
+    clock = MovableClock()
+    conns = dict(connectors or {})
+    runtime = Runtime(
+        settings=Settings(database_url=url, redact_values=[]),
+        config=config,
+        db=Database(url),
+        redactor=Redactor([XENTRAL_KEY, XENTRAL_TOKEN]),
+        connectors=conns,
+    )
+    runtime.payments.clock = clock
+    intake = runtime.integrations.intake
+    intake.wall_clock = clock.wall
+    intake.failures = FailureWindow(threshold=3, window_s=60, clock=clock.monotonic)
+    hub = runtime.integrations.outbound
+    hub.clock = clock.monotonic
+    hub.breakers = BreakerRegistry(BreakerConfig(failure_threshold=3), clock=clock.monotonic)
+    hub.sleep = no_sleep
+    sim = XentralSimState(token=XENTRAL_TOKEN)
+    hub.transports[f"xentral:{ACCOUNT}"] = httpx2.ASGITransport(app=xentral_api(sim))
+    app = create_app(runtime)
+    async with runtime.db.write() as conn:
+        _, admin_key = await apikeys.create_key(conn, "ops", ["admin"])
+        _, reader_key = await apikeys.create_key(conn, "pos", ["payments:read"])
+    transport = httpx2.ASGITransport(app=app, raise_app_exceptions=False, client=("10.1.2.3", 4))
+    async with httpx2.AsyncClient(transport=transport, base_url="http://bridge.test") as client:
+        yield Bridge(runtime, app, client, clock, admin_key, reader_key, sim)
+    await runtime.close()
+
+
+# real local HTTP servers ---------------------------------------------------------------------
+
+
+def _listening_socket() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(64)
+    sock.setblocking(False)
+    return sock
+
+
+@contextlib.asynccontextmanager
+async def serve_asgi(app: Any) -> AsyncIterator[str]:
+    """Serve ``app`` with uvicorn on 127.0.0.1, port 0, in this event loop; yield its URL.
+
+    The socket is listening before the server starts, so clients can connect at once.
+    """
+    sock = _listening_socket()
+    config = uvicorn.Config(app, lifespan="off", log_config=None, http="h11", ws="none")
+    config.load()
+    server = uvicorn.Server(config)
+    server.lifespan = config.lifespan_class(config)
+    await server.startup(sockets=[sock])
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        await server.shutdown(sockets=[sock])
+
+
+async def no_sleep(_seconds: float) -> None:
+    """In-process retry delays of outbound clients: tests move clocks instead of waiting."""
