@@ -122,6 +122,10 @@ def _prepare_payload(payload: Mapping[str, Any] | None, redactor: Redactor) -> A
     }
 
 
+# Built once: constructing ``insert().values(...)`` per call costs more than the INSERT itself.
+_INSERT = insert(audit_log)
+
+
 async def record(
     conn: AsyncConnection,
     *,
@@ -155,15 +159,16 @@ async def record(
     if when.tzinfo is None:
         raise ValueError("audit occurred_at must be timezone-aware")
     result = await conn.execute(
-        insert(audit_log).values(
-            occurred_at=when,
-            actor=actor,
-            action=action,
-            subject_type=subject_type,
-            subject_id=subject_id,
-            payload=_prepare_payload(payload, redactor),
-            request_id=request_id,
-        )
+        _INSERT,
+        {
+            "occurred_at": when,
+            "actor": actor,
+            "action": action,
+            "subject_type": subject_type,
+            "subject_id": subject_id,
+            "payload": _prepare_payload(payload, redactor),
+            "request_id": request_id,
+        },
     )
     pk = result.inserted_primary_key
     assert pk is not None  # an INSERT of one row always reports its key

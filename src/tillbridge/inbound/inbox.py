@@ -115,9 +115,7 @@ async def store(conn: AsyncConnection, new: NewDelivery) -> tuple[int, bool]:
     return result
 
 
-async def store_many(
-    conn: AsyncConnection, batch: Sequence[NewDelivery]
-) -> list[tuple[int, bool]]:
+async def store_many(conn: AsyncConnection, batch: Sequence[NewDelivery]) -> list[tuple[int, bool]]:
     """Insert the new deliveries of ``batch`` and enqueue one processing job per new row.
 
     Returns ``(inbox_id, created)`` per input, in input order. Idempotent: a delivery whose

@@ -11,7 +11,8 @@ The order of checks, and why:
 5. the verified body must be a JSON object: 400 otherwise (nothing is stored). Its *content* is
    not judged here: a body with a bad amount is stored and acknowledged, and processing marks it
    ``invalid``, because the sender cannot fix it by sending it again;
-6. store the row and its processing job in one transaction, then answer 200.
+6. store the row and its processing job in one transaction, then answer 200. Concurrent
+   deliveries share that transaction (group commit, :mod:`tillbridge.inbound.writer`).
 
 Guarantees: a 200 means the delivery is committed (design invariant 3). A repeat of the same
 delivery (same event id, or the same raw body when the scheme has no id) gets the same 200 with
@@ -37,6 +38,7 @@ from tillbridge.inbound import inbox
 from tillbridge.inbound.failures import FailureWindow
 from tillbridge.inbound.settings import InboundSettings
 from tillbridge.inbound.verifiers import SignatureRejected, VerifiedEvent, VerifierRegistry
+from tillbridge.inbound.writer import InboxWriter
 from tillbridge.observability.redaction import Redactor
 from tillbridge.outbound.redact import redact_headers
 from tillbridge.store.db import Database
@@ -179,6 +181,7 @@ class WebhookIntake:
             threshold=settings.fail_threshold, window_s=settings.fail_window_s
         )
         self.wall_clock = wall_clock
+        self.writer = InboxWriter(db)
 
     def check_endpoint(self, source: str, account: str) -> None:
         """Raise :class:`UnknownEndpoint` unless ``source``/``account`` is configured."""
@@ -222,8 +225,7 @@ class WebhookIntake:
             remote_addr=remote_addr[:64] if remote_addr else None,
             received_at=now,
         )
-        async with self.db.write() as conn:
-            inbox_id, created = await inbox.store(conn, new)
+        inbox_id, created = await self.writer.store(new)
         if not created:
             log.info("webhook.duplicate", source=source, account=account, inbox_id=inbox_id)
         return Accepted(inbox_id, created)

@@ -48,6 +48,7 @@ from tillbridge.webhooks_out.events import (
 if TYPE_CHECKING:
     from tillbridge.runtime import Runtime
 
+
 @dataclass
 class Integrations:
     """The webhook and provider services of one runtime (see the module docstring)."""
@@ -73,6 +74,7 @@ class Integrations:
         registry.register(WRITEBACK_JOB, self.xentral.run, retry=WRITEBACK_RETRY)
 
     async def aclose(self) -> None:
+        await self.intake.writer.aclose()
         await self.xentral.aclose()
         await self.outbound.aclose()
 

@@ -26,7 +26,7 @@ How "still running" is detected differs by engine, because their locking differs
   A collision of two different keys on the same 64-bit digest gives a spurious 409, once in
   about 2**64 pairs.
 - **SQLite**: ``Database.write()`` begins with ``BEGIN IMMEDIATE``, so writers are serialised
-  (and :func:`run_idempotent` queues them in-process first, see :func:`_writer_turn`): the
+  (and queued in-process first, see :meth:`Database.write`): the
   second request waits for the first to commit (another process's writer: up to the busy
   timeout, then 503) and then replays its stored response. An uncommitted claim is never
   visible to another writer.
@@ -39,11 +39,8 @@ How "still running" is detected differs by engine, because their locking differs
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import hashlib
 import json
-import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -234,36 +231,13 @@ async def run_idempotent(
     store; any exception it raises rolls back the work and the claim together (nothing stored).
     ``work`` must only write through ``conn`` (no outbound calls: persist, and let a job send).
     """
-    async with _writer_turn(db), db.write() as conn:
+    async with db.write() as conn:
         outcome = await begin(conn, scope, now=now, ttl_s=ttl_s)
         if isinstance(outcome, StoredResponse):
             return outcome, True
         response = await work(conn)
         await complete(conn, outcome, response)
     return response, False
-
-
-_SQLITE_WRITERS: weakref.WeakKeyDictionary[
-    Database, tuple[asyncio.AbstractEventLoop, asyncio.Lock]
-] = weakref.WeakKeyDictionary()
-
-
-def _writer_turn(db: Database) -> contextlib.AbstractAsyncContextManager[object]:
-    """On SQLite, one write transaction at a time per process, queued in asyncio (FIFO).
-
-    SQLite admits one writer anyway. Without this, concurrent requests all issue
-    ``BEGIN IMMEDIATE`` and the losers sleep in SQLite's busy handler with growing back-off
-    (up to 100 ms a try), which leaves the database idle while requests wait: throughput drops
-    and p99 explodes under load. Queuing here hands the lock over the moment it is free. Other
-    processes on the same file still meet the busy timeout, as before.
-    """
-    if not db.is_sqlite:
-        return contextlib.nullcontext()
-    loop = asyncio.get_running_loop()
-    entry = _SQLITE_WRITERS.get(db)
-    if entry is None or entry[0] is not loop:  # an asyncio.Lock belongs to one event loop
-        entry = _SQLITE_WRITERS[db] = (loop, asyncio.Lock())
-    return entry[1]
 
 
 def _free(at: datetime) -> Any:

@@ -9,6 +9,7 @@ failing with "database is locked" half-way (the stdlib driver's deferred ``BEGIN
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -20,6 +21,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from tillbridge.errors import StoreUnavailable
+from tillbridge.store import sqlite_inline as _sqlite_inline  # noqa: F401  (registers the dialect)
 
 #: How long a SQLite writer waits for the lock before giving up (milliseconds).
 SQLITE_BUSY_TIMEOUT_MS = 10_000
@@ -30,7 +32,7 @@ def async_url(url: str) -> str:
     u = make_url(url)
     backend = u.get_backend_name()
     if backend == "sqlite":
-        u = u.set(drivername="sqlite+aiosqlite")
+        u = u.set(drivername="sqlite+tbinline")
     elif backend in ("postgresql", "postgres"):
         u = u.set(drivername="postgresql+psycopg")
     return u.render_as_string(hide_password=False)
@@ -89,6 +91,10 @@ class Database:
             kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_timeout=10)
             kwargs["connect_args"] = {"connect_timeout": 5}
         self.engine: AsyncEngine = create_async_engine(async_url(url), **kwargs)
+        # SQLite admits one writer at a time; queue this process's writers here, before
+        # BEGIN IMMEDIATE, instead of letting each spin in SQLite's busy handler.
+        self._writers: tuple[asyncio.AbstractEventLoop, asyncio.Lock] | None = None
+        self._writer_task: asyncio.Task[Any] | None = None
         if self.is_sqlite:
             _install_sqlite_hooks(self.engine)
 
@@ -99,8 +105,29 @@ class Database:
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
         """A write transaction: commits on success, rolls back on any exception."""
-        async with self._begin("IMMEDIATE") as conn:
-            yield conn
+        if not self.is_sqlite:
+            async with self._begin("IMMEDIATE") as conn:
+                yield conn
+            return
+        lock = self._writer_lock()
+        task = asyncio.current_task()
+        if lock.locked() and self._writer_task is task:
+            # The same task asking for a second write transaction would wait for itself.
+            raise RuntimeError("nested Database.write() in one task: pass the connection down")
+        async with lock:
+            self._writer_task = task
+            try:
+                async with self._begin("IMMEDIATE") as conn:
+                    yield conn
+            finally:
+                self._writer_task = None
+
+    def _writer_lock(self) -> asyncio.Lock:
+        loop = asyncio.get_running_loop()
+        if self._writers is None or self._writers[0] is not loop:
+            # An asyncio.Lock belongs to one event loop; tests and CLI commands start new ones.
+            self._writers = (loop, asyncio.Lock())
+        return self._writers[1]
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:

@@ -241,11 +241,11 @@ async def test_store_unavailable_is_503_and_nothing_is_claimed(bridge: Bridge) -
         def write(self) -> Any:
             raise StoreUnavailable(detail="test: database down")
 
-    real, intake.db = intake.db, DownDb()  # type: ignore[assignment]
+    real, intake.writer.db = intake.writer.db, DownDb()  # type: ignore[assignment]
     try:
         with anyio.fail_after(10):
             r = await bridge.send_sale()
     finally:
-        intake.db = real
+        intake.writer.db = real
     assert_problem(r, 503, "store_unavailable")
     assert "retry-after" in r.headers

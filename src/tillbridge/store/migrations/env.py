@@ -1,8 +1,8 @@
-"""Alembic environment: runs migrations on the connection handed in by :mod:`tillbridge.store.migrate`."""
+"""Alembic environment: runs migrations on the connection :mod:`tillbridge.store.migrate` gives."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from alembic import context
 from sqlalchemy.types import TypeDecorator
@@ -10,8 +10,7 @@ from sqlalchemy.types import TypeDecorator
 from tillbridge.store.schema import all_tables
 
 
-
-def _render_item(type_: str, obj: Any, autogen_context: Any) -> str | bool:
+def _render_item(type_: str, obj: Any, autogen_context: Any) -> str | Literal[False]:
     # Migrations must not import the application's type decorators (they change; migrations
     # must not): render a decorator as the plain SQL type it stores.
     if type_ == "type" and isinstance(obj, TypeDecorator):

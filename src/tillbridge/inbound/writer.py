@@ -1,0 +1,86 @@
+"""Group commit for the intake: one write transaction stores every delivery waiting for it.
+
+Why: each delivery needs its own durable commit before its 2xx. Committing them one by one
+makes concurrent requests of one process queue for the database's write lock (on SQLite a file
+lock whose waiters poll with sleeps), so throughput collapses under load. Here requests hand
+their row to one writer task per process and wait; the writer takes *everything* waiting, stores
+it with :func:`tillbridge.inbound.inbox.store_many` (three statements for the whole batch),
+commits, and then wakes the requests. Under light load a batch is one delivery (no added
+latency: nothing waits for a batch to fill); under heavy load batches grow by themselves.
+
+Guarantees: a request returns only after the transaction holding its row committed; if the
+transaction fails, every request of that batch gets the error (nothing of it was stored, so the
+senders' retries are safe) and the writer carries on with the next batch. Cancelling a waiting
+request (client gone) does not cancel the batch: its row may still be stored, which is harmless
+because a resend is deduplicated.
+
+One instance per event loop; it starts its task on first use and stops with :meth:`aclose`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Final
+
+import structlog
+
+from tillbridge.inbound import inbox
+from tillbridge.inbound.inbox import NewDelivery
+from tillbridge.store.db import Database
+
+log = structlog.get_logger("tillbridge.inbound")
+
+#: Upper bound of one batch (SQLite caps bound parameters per statement at 32,766).
+MAX_BATCH: Final = 500
+
+
+class InboxWriter:
+    """See the module docstring."""
+
+    def __init__(self, db: Database, *, max_batch: int = MAX_BATCH) -> None:
+        self.db = db
+        self.max_batch = max_batch
+        self._pending: list[tuple[NewDelivery, asyncio.Future[tuple[int, bool]]]] = []
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def store(self, new: NewDelivery) -> tuple[int, bool]:
+        """Store ``new`` durably (or find its earlier copy); ``(inbox_id, created)``."""
+        loop = asyncio.get_running_loop()
+        if self._task is None or self._task.done() or self._task.get_loop() is not loop:
+            self._wake = asyncio.Event()
+            self._task = loop.create_task(self._run(), name="tillbridge-inbox-writer")
+        future: asyncio.Future[tuple[int, bool]] = loop.create_future()
+        self._pending.append((new, future))
+        self._wake.set()
+        return await asyncio.shield(future)
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._pending:
+                batch = self._pending[: self.max_batch]
+                del self._pending[: self.max_batch]
+                try:
+                    async with self.db.write() as conn:
+                        results = await inbox.store_many(conn, [n for n, _ in batch])
+                except Exception as exc:  # the whole batch failed: nothing of it was stored
+                    log.warning("webhook.store_failed", rows=len(batch), error=repr(exc)[:300])
+                    for _, fut in batch:
+                        if not fut.done():
+                            fut.set_exception(exc)
+                    continue
+                for (_, fut), result in zip(batch, results, strict=True):
+                    if not fut.done():
+                        fut.set_result(result)
+
+    async def aclose(self) -> None:
+        task, self._task = self._task, None
+        if task is None or task.done():
+            return
+        task.cancel()
+        if task.get_loop() is asyncio.get_running_loop():
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
