@@ -19,6 +19,7 @@ from rich.console import Console
 
 from tillbridge.cli_jobs import jobs_app
 from tillbridge.cli_simulate import simulate_app
+from tillbridge.cli_terminals import terminals_app
 from tillbridge.cli_webhooks import webhooks_app
 from tillbridge.config import check_config
 from tillbridge.errors import BridgeError
@@ -42,6 +43,7 @@ app.add_typer(jobs_app, name="jobs")
 app.add_typer(payments_app, name="payments")
 app.add_typer(webhooks_app, name="webhooks")
 app.add_typer(simulate_app, name="simulate")
+app.add_typer(terminals_app, name="terminals")
 
 err = Console(stderr=True)
 out = Console()

@@ -1,14 +1,18 @@
 """``tillbridge demo``: a scripted end-to-end run that shows what the bridge does, with a summary.
 
 It starts a bridge in-process on a throwaway SQLite database with the built-in sandbox
-connector, creates an API key, sends payments through the real HTTP API (one succeeds, one is
+connector and a simulated ZVT card terminal (``lane1``, the simulator listening on a local TCP
+port), creates an API key, sends payments through the real HTTP API (one succeeds, one is
 declined, one times out after sending and is recovered by a status query), replays a request with
-the same Idempotency-Key, and waits, with progress, until the worker has settled everything.
+the same Idempotency-Key, runs three payments on the terminal (an ordinary one whose events are
+streamed, one whose link is cut after the terminal approved it and that recovery settles, one
+the card issuer declines), and waits, with progress, until the worker has settled everything.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import tempfile
 import time
 from dataclasses import dataclass
@@ -21,13 +25,14 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn
 from rich.table import Table
 
 from tillbridge.api.app import create_app
-from tillbridge.config import DEFAULT_CONFIG
+from tillbridge.config import DEFAULT_CONFIG, MerchantConfig, Terminal
 from tillbridge.domain.states import FINAL_STATES, PaymentState
 from tillbridge.observability.logging import configure_logging
 from tillbridge.runtime import build_runtime
 from tillbridge.server import start_worker
 from tillbridge.services import apikeys
 from tillbridge.settings import load_settings
+from tillbridge.simulators.zvt import SimulatorHandle, serve_tcp
 from tillbridge.store.migrate import upgrade
 
 
@@ -36,12 +41,19 @@ class Scenario:
     title: str
     amount: int
     expect: PaymentState
+    terminal: str | None = None
 
 
 SCENARIOS = (
     Scenario("ordinary card payment", 1234, PaymentState.CAPTURED),
     Scenario("declined by the provider (..51)", 2051, PaymentState.DECLINED),
     Scenario("timeout after sending (..99), recovered", 3099, PaymentState.CAPTURED),
+)
+TERMINAL = "lane1"
+TERMINAL_SCENARIOS = (
+    Scenario("card on terminal lane1, events streamed", 1500, PaymentState.CAPTURED, TERMINAL),
+    Scenario("link cut after approval (..98), recovered", 2598, PaymentState.CAPTURED, TERMINAL),
+    Scenario("declined by the card issuer (..51)", 4051, PaymentState.DECLINED, TERMINAL),
 )
 #: The longest the demo waits for the worker to settle everything.
 DEADLINE_S = 60.0
@@ -53,16 +65,26 @@ async def run_demo(out: Console, *, keep: bool = False) -> int:
     tmp.mkdir(parents=True, exist_ok=True)
     db_path = tmp / ("demo.db" if keep else "tillbridge.db")
     url = f"sqlite:///{db_path}"
-    out.print(f"[bold]tillbridge demo[/] on {db_path} with the sandbox connector 'fake'")
+    sim = await serve_tcp("127.0.0.1", 0)
+    out.print(
+        f"[bold]tillbridge demo[/] on {db_path} with the sandbox connector 'fake' and a simulated "
+        f"ZVT terminal '{TERMINAL}' on 127.0.0.1:{sim.port}"
+    )
     await asyncio.to_thread(upgrade, url)
     settings = load_settings(database_url=url, config=tmp / "no-config.toml")
-    rt = build_runtime(settings, DEFAULT_CONFIG)
+    config = MerchantConfig(
+        connectors=dict(DEFAULT_CONFIG.connectors),
+        terminals={TERMINAL: Terminal(protocol="zvt", host="127.0.0.1", port=sim.port or 0)},
+    )
+    rt = build_runtime(settings, config)
     # The summary is the output; the worker's own log lines would only interleave with it.
     configure_logging(log_level="warning", redactor=rt.redactor)
     stop = asyncio.Event()
     worker = start_worker(rt, stop)
     results: list[tuple[Scenario, dict[str, Any]]] = []
     replay_ok = False
+    streamed: list[str] = []
+    receipt: list[str] = []
     try:
         async with rt.db.write() as conn:
             _, key = await apikeys.create_key(conn, "demo", ["admin"])
@@ -95,15 +117,54 @@ async def run_demo(out: Console, *, keep: bool = False) -> int:
                         again.headers.get("Idempotent-Replayed") == "true"
                         and again.json()["id"] == r.json()["id"]
                     )
+            for i, sc in enumerate(TERMINAL_SCENARIOS):
+                body = {"amount": sc.amount, "currency": "EUR", "reference": f"BON-{i + 1}"}
+                r = await client.post(
+                    f"/v1/terminals/{TERMINAL}/payments",
+                    json=body,
+                    headers={"Idempotency-Key": f"demo-terminal-{i}"},
+                )
+                r.raise_for_status()
+                ids.append(r.json()["id"])
+                out.print(f"  created {r.json()['id']}  {sc.amount / 100:>7.2f} EUR  {sc.title}")
+            # The event stream of the first terminal payment, from the start until it ends.
+            streamed = await _stream_events(client, ids[len(SCENARIOS)])
             final = await _wait_settled(out, client, ids)
-            results = list(zip(SCENARIOS, final, strict=True))
+            results = list(zip((*SCENARIOS, *TERMINAL_SCENARIOS), final, strict=True))
+            details = await client.get(f"/v1/payments/{ids[len(SCENARIOS)]}/terminal")
+            receipt = list(details.json()["terminal"]["customer_receipt"])
     finally:
         stop.set()
         await worker
         await rt.close()
+        await sim.close()
+    return _summary(out, results, replay_ok, streamed, receipt, sim)
 
+
+async def _stream_events(client: httpx2.AsyncClient, pid: str) -> list[str]:
+    """``GET /v1/payments/{id}/events`` until the stream ends; one line per event."""
+    lines: list[str] = []
+    async with client.stream("GET", f"/v1/payments/{pid}/events") as r:
+        event = ""
+        async for line in r.aiter_lines():
+            if line.startswith("event: "):
+                event = line.removeprefix("event: ")
+            elif line.startswith("data: ") and event != "end":
+                data = json.loads(line.removeprefix("data: "))
+                lines.append(f"{event:<12} {data['text']}")
+    return lines
+
+
+def _summary(
+    out: Console,
+    results: list[tuple[Scenario, dict[str, Any]]],
+    replay_ok: bool,
+    streamed: list[str],
+    receipt: list[str],
+    sim: SimulatorHandle,
+) -> int:
     table = Table(title="payments")
-    for col in ("payment", "amount", "scenario", "state", "expected", ""):
+    for col in ("payment", "connector", "amount", "scenario", "state", "expected", ""):
         table.add_column(col)
     ok = replay_ok
     for sc, p in results:
@@ -111,6 +172,7 @@ async def run_demo(out: Console, *, keep: bool = False) -> int:
         ok = ok and good
         table.add_row(
             p["id"],
+            p["connector"],
             f"{p['amount'] / 100:.2f} {p['currency']}",
             sc.title,
             p["state"],
@@ -118,6 +180,22 @@ async def run_demo(out: Console, *, keep: bool = False) -> int:
             "[green]ok[/]" if good else "[red]UNEXPECTED[/]",
         )
     out.print(table)
+    if streamed:
+        out.print(f"events of the first terminal payment ({len(streamed)}, streamed as SSE):")
+        for line in [*streamed[:6], "...", *streamed[-3:]]:
+            out.print(f"  {line}", highlight=False, markup=False)
+    if receipt:
+        out.print("its customer receipt (card number masked):")
+        for line in receipt:
+            out.print(f"  | {line}", highlight=False, markup=False)
+    approved = sum(1 for sc, p in results if sc.terminal and p["state"] == "captured")
+    charges = sim.terminal.charges
+    charged_once = bool(results) and charges == approved
+    ok = ok and charged_once and bool(streamed)
+    out.print(
+        f"terminal {TERMINAL} charged cards {charges} times for {approved} approved payments: "
+        + ("[green]each exactly once[/]" if charged_once else "[red]MISMATCH[/]")
+    )
     out.print(
         "idempotent replay returned the same payment: "
         + ("[green]yes[/]" if replay_ok else "[red]no[/]")

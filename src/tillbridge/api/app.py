@@ -70,9 +70,9 @@ def create_app(runtime: Runtime, *, auth_cache_ttl_s: float = DEFAULT_CACHE_TTL_
     install_handlers(app)
     app.state.route_methods = []
     for router in (
+        webhooks.router,  # first: the webhook intake is the hottest path (routes match in order)
         payments.router,
         ops.router,
-        webhooks.router,  # POST /webhooks/{source}/{account} (signed, no API key)
         webhooks.admin_router,
         webhook_deliveries.router,
         providers.router,

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
 from typing import Any, Final
 
 from sqlalchemy import Row, Select, select, tuple_, update
@@ -129,20 +130,18 @@ async def store_many(conn: AsyncConnection, batch: Sequence[NewDelivery]) -> lis
     first: dict[tuple[str, str, str], NewDelivery] = {}
     for new in batch:
         first.setdefault((new.source, new.account, new.dedupe_key), new)
-    cols = [webhook_inbox.c.source, webhook_inbox.c.account, webhook_inbox.c.dedupe_key]
-    ins: Any = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
-    stmt = (
-        ins(webhook_inbox)
-        .values([_values(n) for n in first.values()])
-        .on_conflict_do_nothing(index_elements=cols)
-        .returning(webhook_inbox.c.id, *cols)
-    )
+    # executemany with RETURNING ("insertmanyvalues"): the statement is compiled once and
+    # cached; compiling a fresh multi-row VALUES per batch would cost more than the insert.
     created: dict[tuple[str, str, str], int] = {
-        (r.source, r.account, r.dedupe_key): int(r.id) for r in await conn.execute(stmt)
+        (r.source, r.account, r.dedupe_key): int(r.id)
+        for r in await conn.execute(
+            _insert_statement(conn.dialect.name), [_values(n) for n in first.values()]
+        )
     }
     ids = dict(created)
     missing = [k for k in first if k not in created]
     if missing:
+        cols = _KEY_COLUMNS
         rows = await conn.execute(
             select(webhook_inbox.c.id, *cols).where(tuple_(*cols).in_(missing))
         )
@@ -161,6 +160,19 @@ async def store_many(conn: AsyncConnection, batch: Sequence[NewDelivery]) -> lis
         out.append((ids[key], key in created and key not in seen))
         seen.add(key)
     return out
+
+
+_KEY_COLUMNS: Final = (webhook_inbox.c.source, webhook_inbox.c.account, webhook_inbox.c.dedupe_key)
+
+
+@cache
+def _insert_statement(dialect: str) -> Any:
+    ins: Any = pg_insert if dialect == "postgresql" else sqlite_insert
+    return (
+        ins(webhook_inbox)
+        .on_conflict_do_nothing(index_elements=list(_KEY_COLUMNS))
+        .returning(webhook_inbox.c.id, *_KEY_COLUMNS)
+    )
 
 
 def _values(new: NewDelivery) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -146,12 +146,38 @@ def is_json_media(content_type: str | None) -> bool:
 
 def kept_headers(headers: Mapping[str, str]) -> dict[str, str]:
     """The headers stored with a delivery, secrets redacted, values bounded."""
-    chosen = [
-        (k.lower(), v[:_MAX_HEADER_CHARS])
-        for k, v in headers.items()
-        if k.lower() in KEPT_HEADERS or k.lower().startswith(_SCHEME_PREFIXES)
-    ]
+    chosen = []
+    for k, v in headers.items():
+        name = k.lower()
+        if name in KEPT_HEADERS or name.startswith(_SCHEME_PREFIXES):
+            chosen.append((name, v[:_MAX_HEADER_CHARS]))
     return redact_headers(chosen)
+
+
+class HeaderList(Mapping[str, str]):
+    """Request headers decoded once, every value kept (a repeated header stays visible, which
+    the verifiers need to refuse ambiguous signatures). ``[name]`` gives the first value."""
+
+    __slots__ = ("_items",)
+
+    def __init__(self, items: Sequence[tuple[str, str]]) -> None:
+        self._items = [(k.lower(), v) for k, v in items]
+
+    def items(self) -> list[tuple[str, str]]:  # type: ignore[override]
+        return self._items
+
+    def __getitem__(self, name: str) -> str:
+        wanted = name.lower()
+        for k, v in self._items:
+            if k == wanted:
+                return v
+        raise KeyError(name)
+
+    def __iter__(self) -> Iterator[str]:
+        return (k for k, _ in self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
 
 
 class WebhookIntake:
@@ -198,6 +224,7 @@ class WebhookIntake:
     ) -> Accepted:
         """Verify and store one delivery; see the module docstring for the checks and answers."""
         self.check_endpoint(source, account)
+        headers = HeaderList(list(headers.items()))  # decode once, not once per lookup
         if not raw_body:
             raise EmptyBody()
         if not is_json_media(headers.get("content-type")):

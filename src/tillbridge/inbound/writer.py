@@ -14,6 +14,12 @@ senders' retries are safe) and the writer carries on with the next batch. Cancel
 request (client gone) does not cancel the batch: its row may still be stored, which is harmless
 because a resend is deduplicated.
 
+On SQLite, the writers of several API processes also queue for an OS file lock (``flock`` on
+``<database>.intake-lock``) before ``BEGIN IMMEDIATE``. SQLite's own busy handler waits for its
+lock by sleeping in steps of up to 100 ms, which is what sets the tail latency when two
+processes take turns; a process blocked in ``flock`` is woken the moment the lock is free.
+Other writers (the worker, the payments API) still use SQLite's busy handler as before.
+
 One instance per event loop; it starts its task on first use and stops with :meth:`aclose`.
 """
 
@@ -21,13 +27,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Final
 
 import structlog
+from sqlalchemy.engine import make_url
 
 from tillbridge.inbound import inbox
 from tillbridge.inbound.inbox import NewDelivery
 from tillbridge.store.db import Database
+
+try:  # POSIX only; elsewhere SQLite's busy handler alone serialises the writers.
+    import fcntl as _fcntl
+except ImportError:  # pragma: no cover
+    _fcntl = None  # type: ignore[assignment]
 
 log = structlog.get_logger("tillbridge.inbound")
 
@@ -64,7 +79,7 @@ class InboxWriter:
                 batch = self._pending[: self.max_batch]
                 del self._pending[: self.max_batch]
                 try:
-                    async with self.db.write() as conn:
+                    async with self._file_lock(), self.db.write() as conn:
                         results = await inbox.store_many(conn, [n for n, _ in batch])
                 except Exception as exc:  # the whole batch failed: nothing of it was stored
                     log.warning("webhook.store_failed", rows=len(batch), error=repr(exc)[:300])
@@ -76,6 +91,27 @@ class InboxWriter:
                     if not fut.done():
                         fut.set_result(result)
 
+    @contextlib.asynccontextmanager
+    async def _file_lock(self) -> AsyncIterator[None]:
+        path = _lock_path(self.db)
+        if path is None:
+            yield
+            return
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        loop = asyncio.get_running_loop()
+        acquired = loop.run_in_executor(None, _flock, fd)
+        try:
+            await asyncio.shield(acquired)
+        except BaseException:
+            # Cancelled while the thread waits: release as soon as it gets the lock, never hold
+            # it for a writer that is gone.
+            acquired.add_done_callback(lambda _f: _unlock_close(fd))
+            raise
+        try:
+            yield
+        finally:
+            _unlock_close(fd)
+
     async def aclose(self) -> None:
         task, self._task = self._task, None
         if task is None or task.done():
@@ -84,3 +120,25 @@ class InboxWriter:
         if task.get_loop() is asyncio.get_running_loop():
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+
+def _lock_path(db: Database) -> str | None:
+    if not db.is_sqlite or _fcntl is None:
+        return None
+    name = make_url(db.url).database
+    if not name or name == ":memory:":
+        return None
+    return str(Path(name).expanduser()) + ".intake-lock"
+
+
+def _flock(fd: int) -> None:
+    assert _fcntl is not None
+    _fcntl.flock(fd, _fcntl.LOCK_EX)
+
+
+def _unlock_close(fd: int) -> None:
+    try:
+        if _fcntl is not None:
+            _fcntl.flock(fd, _fcntl.LOCK_UN)
+    finally:
+        os.close(fd)

@@ -140,7 +140,9 @@ async def _insert_ignore(conn: AsyncConnection, key: str, job_id: int) -> bool:
         stmt = pg_insert(qt_running_keys).values(values).on_conflict_do_nothing()
     else:
         stmt = sqlite_insert(qt_running_keys).values(values).on_conflict_do_nothing()  # type: ignore[assignment]
-    return (await conn.execute(stmt)).rowcount == 1
+    # RETURNING, not rowcount: the driver's rowcount is not reliable for INSERT ... ON CONFLICT.
+    inserted = await conn.execute(stmt.returning(qt_running_keys.c.key))
+    return inserted.first() is not None
 
 
 async def _finish(ctx: JobContext) -> None:

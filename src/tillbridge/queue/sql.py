@@ -4,6 +4,9 @@ All functions take the caller's :class:`~sqlalchemy.ext.asyncio.AsyncConnection`
 transaction: they never begin, commit or roll back. Writes must run in a write transaction
 (``Database.write()``: ``BEGIN IMMEDIATE`` on SQLite).
 
+Whether a statement changed a row is read from ``RETURNING``, never from the driver's rowcount
+(not reliable for every statement kind with every driver).
+
 Concurrency model:
 
 * PostgreSQL, several workers: row-claiming statements select their rows in a CTE with
@@ -28,16 +31,14 @@ from sqlalchemy import (
     ColumnElement,
     Integer,
     Row,
-    Select,
     String,
     and_,
     bindparam,
-    exists,
     func,
     insert,
     literal_column,
-    or_,
     select,
+    text,
     tuple_,
     update,
 )
@@ -132,72 +133,89 @@ async def insert_jobs(conn: AsyncConnection, rows: Sequence[Mapping[str, Any]]) 
 # ----------------------------------------------------------------------------------------- claim
 
 
-def _claimable() -> tuple[Select[tuple[int]], Any]:
-    """Candidates: ready jobs of our queues and kinds, due, and first in line for their key.
-
-    A keyed job is taken only if (a) no job of its key is running and (b) it is the oldest
-    unfinished job of its key (todo, failed or running), so jobs of one key run one at a time in
-    enqueue order: a job waiting for its retry still blocks the later jobs of its key. Condition
-    (a) matters when an operator retries an old dead job while a later one is running.
-    The unique index ``uq_jobs_key_running`` backs this up inside the database.
-    """
-    j = jobs.alias("j")
-    head = jobs.alias("head")
-    busy = jobs.alias("busy")
-    head_id = (
-        select(func.min(head.c.id))
-        .where(head.c.key == j.c.key, status_in(head.c.status, ACTIVE))
-        .scalar_subquery()
-    )
-    key_busy = exists().where(busy.c.key == j.c.key, status_in(busy.c.status, (RUNNING,)))
-    query = (
-        select(j.c.id)
-        .where(
-            status_in(j.c.status, READY),
-            j.c.run_after <= bindparam("now", type_=UTCDateTime()),
-            j.c.queue.in_(bindparam("queues", expanding=True)),
-            j.c.kind.in_(bindparam("kinds", expanding=True)),
-            or_(j.c.key.is_(None), and_(~key_busy)),
-        )
-        .order_by(j.c.id)
-        .limit(bindparam("limit", type_=Integer()))
-    )
-    return query, j
-
-
-_CLAIM_RETURNING = (
-    jobs.c.id,
-    jobs.c.queue,
-    jobs.c.kind,
-    jobs.c.key,
-    jobs.c.payload,
-    jobs.c.attempts,
-    jobs.c.max_attempts,
-    jobs.c.last_error,
+# The claim is the hot path and the subtle one, so it is written out as SQL, both engines side by
+# side. Candidates are ready jobs of our queues and kinds that are due and first in line for their
+# key. A keyed job is taken only if (a) it is the oldest unfinished job of its key (todo, failed
+# or running), so jobs of one key run one at a time in enqueue order and a job waiting for its
+# retry still blocks the later jobs of its key, and (b) no job of its key is running, which
+# matters when an operator retries an old dead job while a later one runs. The unique index
+# uq_jobs_key_running backs this up inside the database.
+#
+# PostgreSQL: the candidates are picked in a CTE (evaluated once, materialised) with FOR UPDATE
+# SKIP LOCKED, so the rows locked are exactly the rows updated and concurrent claimers never wait
+# for each other. A candidate committed by another claimer after our snapshot is re-checked by
+# PostgreSQL against the WHERE clause (status is no longer todo) and skipped.
+# SQLite: the write lock is already ours (BEGIN IMMEDIATE). INDEXED BY pins the partial index of
+# ready jobs: with statistics, SQLite would otherwise scan the whole table in rowid order, which
+# grows with the history of finished jobs; it also fails loudly if the index ever stops matching.
+_CANDIDATE_FILTER = """
+    j.status IN ('todo', 'failed')
+    AND j.run_after <= :now
+    AND j.queue IN :queues
+    AND j.kind IN :kinds
+    AND (j."key" IS NULL OR (
+        j.id = (SELECT min(head.id) FROM jobs AS head
+                WHERE head."key" = j."key" AND head.status IN ('todo', 'failed', 'running'))
+        AND NOT EXISTS (SELECT 1 FROM jobs AS busy
+                        WHERE busy."key" = j."key" AND busy.status = 'running')))
+"""
+_CLAIM_SET = """
+    status = 'running', attempts = jobs.attempts + 1, locked_by = :worker_id,
+    locked_until = :lease_until, started_at = :now, updated_at = :now
+"""
+_CLAIM_RETURNING = """
+    jobs.id, jobs.queue, jobs.kind, jobs."key", jobs.payload, jobs.attempts, jobs.max_attempts,
+    jobs.last_error
+"""
+_CLAIM_SQL = {
+    "postgresql": f"""
+WITH picked AS (
+    SELECT j.id FROM jobs AS j
+    WHERE {_CANDIDATE_FILTER}
+    ORDER BY j.id
+    LIMIT :limit
+    FOR UPDATE OF j SKIP LOCKED
 )
+UPDATE jobs SET {_CLAIM_SET}
+FROM picked WHERE jobs.id = picked.id
+RETURNING {_CLAIM_RETURNING}
+""",
+    "sqlite": f"""
+UPDATE jobs SET {_CLAIM_SET}
+WHERE jobs.id IN (
+    SELECT j.id FROM jobs AS j INDEXED BY ix_jobs_ready
+    WHERE {_CANDIDATE_FILTER}
+    ORDER BY j.id
+    LIMIT :limit
+)
+RETURNING {_CLAIM_RETURNING}
+""",
+}
 
 
 @cache
 def _claim_statement(dialect: str) -> Any:
-    # Built once per dialect with bind parameters: constructing the statement costs more Python
-    # time than executing it, and the claim is the hot path.
-    candidates, j = _claimable()
-    values = {
-        "status": _lit(RUNNING),
-        "attempts": jobs.c.attempts + 1,
-        "locked_by": bindparam("worker_id", type_=String()),
-        "locked_until": bindparam("lease_until", type_=UTCDateTime()),
-        "started_at": bindparam("now", type_=UTCDateTime()),
-        "updated_at": bindparam("now", type_=UTCDateTime()),
-    }
-    if dialect == "postgresql":
-        # The CTE is evaluated once and materialised: its FOR UPDATE SKIP LOCKED locks exactly the
-        # rows the UPDATE changes (an IN-subquery may be re-planned as a join that re-scans).
-        picked = candidates.with_for_update(skip_locked=True, of=j).cte("picked")
-        stmt = update(jobs).where(jobs.c.id == picked.c.id)
-    else:
-        stmt = update(jobs).where(jobs.c.id.in_(candidates.scalar_subquery()))
-    return stmt.values(values).returning(*_CLAIM_RETURNING)
+    return (
+        text(_CLAIM_SQL[dialect])
+        .bindparams(
+            bindparam("now", type_=UTCDateTime()),
+            bindparam("lease_until", type_=UTCDateTime()),
+            bindparam("worker_id", type_=String()),
+            bindparam("limit", type_=Integer()),
+            bindparam("queues", expanding=True),
+            bindparam("kinds", expanding=True),
+        )
+        .columns(
+            jobs.c.id,
+            jobs.c.queue,
+            jobs.c.kind,
+            jobs.c.key,
+            jobs.c.payload,
+            jobs.c.attempts,
+            jobs.c.max_attempts,
+            jobs.c.last_error,
+        )
+    )
 
 
 async def claim(
@@ -292,8 +310,13 @@ async def fail(
         values["run_after"] = run_after
         if give_back_attempt:
             values["attempts"] = jobs.c.attempts - 1
-    stmt = update(jobs).where(_fenced(worker_id, [(job_id, attempt)])).values(values)
-    changed = (await conn.execute(stmt)).rowcount == 1
+    stmt = (
+        update(jobs)
+        .where(_fenced(worker_id, [(job_id, attempt)]))
+        .values(values)
+        .returning(jobs.c.id)
+    )
+    changed = (await conn.execute(stmt)).first() is not None
     if changed:
         await insert_error(conn, job_id=job_id, attempt=attempt, error=error, now=now)
     return changed
@@ -450,8 +473,9 @@ async def retry_job(conn: AsyncConnection, job_id: int, now: datetime) -> bool:
             finished_at=None,
             updated_at=now,
         )
+        .returning(jobs.c.id)
     )
-    return (await conn.execute(stmt)).rowcount == 1
+    return (await conn.execute(stmt)).first() is not None
 
 
 async def cancel_job(conn: AsyncConnection, job_id: int, now: datetime) -> bool:
@@ -460,8 +484,9 @@ async def cancel_job(conn: AsyncConnection, job_id: int, now: datetime) -> bool:
         update(jobs)
         .where(jobs.c.id == job_id, status_in(jobs.c.status, READY))
         .values(status=_lit(CANCELLED), locked_until=None, finished_at=now, updated_at=now)
+        .returning(jobs.c.id)
     )
-    return (await conn.execute(stmt)).rowcount == 1
+    return (await conn.execute(stmt)).first() is not None
 
 
 async def job_status(conn: AsyncConnection, job_id: int) -> str | None:

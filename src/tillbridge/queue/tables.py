@@ -163,9 +163,9 @@ Index(
     postgresql_where=status_in(jobs.c.status, (RUNNING,)),
     sqlite_where=status_in(jobs.c.status, (RUNNING,)),
 )
-# Operator listing: newest first, optionally by status or kind.
+# Operator listing by status, newest first. Deliberately no (kind, id) index: planners pick it for
+# the claim (kind IN ...) and then walk every finished job of the kind on each claim.
 Index("ix_jobs_status_id", jobs.c.status, jobs.c.id)
-Index("ix_jobs_kind_id", jobs.c.kind, jobs.c.id)
 
 job_errors = Table(
     "job_errors",

@@ -53,6 +53,11 @@ _log = structlog.get_logger("tillbridge.queue")
 #: Errors a cycle survives: the database is down or refused a statement; try again later.
 _TRANSIENT = (StoreError, SQLAlchemyError, OSError)
 
+#: Shortest time between two claims triggered by finished keyed jobs (seconds): under a deep
+#: per-key backlog every claim scans the blocked jobs, so claiming after every single finished
+#: job would spend the database's time on scans.
+CLAIM_SPACING = 0.05
+
 _MAX_MESSAGE = 2000
 _MAX_TRACEBACK = 4000
 _TRACEBACK_FRAMES = 8
@@ -148,7 +153,8 @@ class Worker:
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()
         self._next_reap: datetime | None = None
-        self._claim_due = True
+        self._more_work = True
+        self._key_freed = False
 
     # ------------------------------------------------------------------------------ public
 
@@ -169,7 +175,7 @@ class Worker:
     async def _run(self, stop: asyncio.Event, *, until_idle: bool) -> None:
         helpers = [
             asyncio.create_task(self._relay(stop)),
-            asyncio.create_task(self._heartbeat_loop(stop)),
+            asyncio.create_task(self._heartbeat_loop()),
         ]
         if self.scheduler and not until_idle and self.registry.periodics:
             helpers.append(asyncio.create_task(self._scheduler_loop(stop)))
@@ -177,30 +183,44 @@ class Worker:
         try:
             await self._loop(stop, until_idle)
         finally:
-            for helper in helpers:
-                helper.cancel()
-            await asyncio.gather(*helpers, return_exceptions=True)
-            await self._shutdown()
+            # Shut down while the heartbeat still runs: handlers finishing during the shutdown
+            # timeout must keep their leases, or another worker would start them again.
+            try:
+                await self._shutdown()
+            finally:
+                for helper in helpers:
+                    helper.cancel()
+                await asyncio.gather(*helpers, return_exceptions=True)
             self.log.info("worker stopped")
 
     async def _loop(self, stop: asyncio.Event, until_idle: bool) -> None:
-        # When to claim: a claim scans the ready jobs, so it is the expensive statement. Claim at
-        # once after a full batch (more work is waiting) or after a keyed job finished (the next
-        # job of its key may now be ready); otherwise at the poll time, which backs off while
-        # claims come back empty. Outcomes of finished handlers are flushed at every wake-up.
+        # When to claim: a claim scans the ready jobs, so it is the expensive statement. Claim
+        # at once after a full batch (more work is waiting) as soon as enough slots are free;
+        # soon (at most every CLAIM_SPACING) after a keyed job finished, as the next job of its
+        # key may now be ready; otherwise at the poll time, which backs off while claims come
+        # back empty. Outcomes of finished handlers are flushed at every wake-up, claim or not.
         delay = self.poll_interval
         next_poll = 0.0
+        last_claim = 0.0
+        # With more work waiting, claim once a quarter of the slots is free rather than for
+        # every single finished job: one claim (one scan) per batch, not per job.
+        min_batch = max(1, min(self.batch_size, self.concurrency // 4))
         while not stop.is_set():
             free = min(self.concurrency - len(self._running), self.batch_size)
-            clock = time.monotonic()
-            claim = free > 0 and (
-                self._claim_due or clock >= next_poll or (until_idle and not self._running)
-            )
+            now = time.monotonic()
+            due = next_poll
+            if (self._more_work and free >= min_batch) or (until_idle and not self._running):
+                due = 0.0
+            elif self._key_freed:
+                due = min(due, last_claim + CLAIM_SPACING)
+            claim = free > 0 and now >= due
             if not claim and not self._done:
-                await self._sleep(None if free <= 0 else max(next_poll - clock, 0.0))
+                await self._sleep(None if free <= 0 else due - now)
                 continue
             want = free if claim else 0
-            self._claim_due = False
+            if claim:
+                self._more_work = self._key_freed = False
+                last_claim = now
             try:
                 claimed = await self._cycle(want)
             except _TRANSIENT as exc:
@@ -217,8 +237,9 @@ class Worker:
                 return
             if len(claimed) == want:
                 # A full batch: more work is likely waiting. Let the new handlers start, go on.
-                self._claim_due = True
+                self._more_work = True
                 delay = self.poll_interval
+                next_poll = time.monotonic() + delay
                 await asyncio.sleep(0)
                 continue
             delay = self.poll_interval if claimed else min(delay * 2, self.max_poll_interval)
@@ -266,7 +287,8 @@ class Worker:
         return claimed
 
     async def _flush(self, conn: AsyncConnection, done: list[_Outcome], now: datetime) -> set[int]:
-        ok = [(o.job.id, o.job.attempts) for o in done if o.ok]
+        # Jobs completed by the handler itself (JobContext.complete_in) are already recorded.
+        ok = [(o.job.id, o.job.attempts) for o in done if o.ok and not o.completed_in]
         changed = await sql.complete(conn, worker_id=self.worker_id, pairs=ok, now=now)
         for o in done:
             if o.ok:
@@ -304,8 +326,12 @@ class Worker:
             m.claimed.labels(job.kind).inc()
         for o in done:
             if o.job.id not in changed and not (o.ok and o.completed_in):
-                # Someone else holds the job now (our lease expired): it will run again there.
-                self.log.warning("lease lost, outcome dropped", job_id=o.job.id)
+                if o.completed_in:
+                    self.log.warning("handler failed after completing its job", job_id=o.job.id)
+                    m.succeeded.labels(o.job.kind).inc()
+                else:
+                    # Someone else holds the job now (our lease expired): it runs again there.
+                    self.log.warning("lease lost, outcome dropped", job_id=o.job.id)
                 continue
             if o.ok:
                 m.succeeded.labels(o.job.kind).inc()
@@ -351,14 +377,18 @@ class Worker:
             self._cancelled.append(job)
             raise
         except Exception as exc:
+            # Even if the handler called complete_in, its transaction may not have committed:
+            # record a failure. The update is fenced on status 'running', so it changes nothing
+            # if the completion did commit.
             outcome = self._failure(job, spec, limit, exc)
+            outcome.completed_in = ctx.completed
             level = "error" if outcome.dead else "warning"
             getattr(log, level)("job failed", dead=outcome.dead, error=repr(exc)[:300])
         self.metrics.duration.labels(job.kind).observe(time.perf_counter() - started)
         self._running.pop((job.id, job.attempts), None)
         self._done.append(outcome)
         if job.key is not None:
-            self._claim_due = True  # the next job of this key may be ready now
+            self._key_freed = True  # the next job of this key may be ready now
         self._wake.set()
 
     def _failure(self, job: ClaimedJob, spec: KindSpec, limit: int, exc: Exception) -> _Outcome:
@@ -386,14 +416,10 @@ class Worker:
 
     # ---------------------------------------------------------------------- helper loops
 
-    async def _heartbeat_loop(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            try:
-                async with asyncio.timeout(self.heartbeat_interval):
-                    await stop.wait()
-                return
-            except TimeoutError:
-                pass
+    async def _heartbeat_loop(self) -> None:
+        # Runs until cancelled, after the shutdown has finished (see _run).
+        while True:
+            await asyncio.sleep(self.heartbeat_interval)
             ids = [job.id for job, _ in self._running.values()]
             ids += [o.job.id for o in self._done]
             if not ids:

@@ -57,9 +57,10 @@ from tillbridge.terminals.contract import (
     TerminalResult,
     TransactionKind,
 )
-from tillbridge.terminals.events import EventBuffer, EventLog, event_row
+from tillbridge.terminals.events import EventBuffer, EventLog
 from tillbridge.terminals.handles import TerminalHandle, build_handle
 from tillbridge.terminals.recovery import Recovery
+from tillbridge.terminals.results import BUSY_PREFIX, ResultWriter
 from tillbridge.terminals.sessions import ActiveSession, TerminalSessions
 
 log = structlog.get_logger("tillbridge.terminals")
@@ -118,6 +119,7 @@ class TerminalEngine:
             name: build_handle(name, t, self._persist_hook(name), password=pw.get(name))
             for name, t in terminals.items()
         }
+        self.results = ResultWriter(db, payments, self.events, lambda: self.clock)
         self.recovery = Recovery(self)
         self.admin = TerminalAdmin(self)
 
@@ -340,7 +342,8 @@ class TerminalEngine:
             )
         except TerminalBusy as exc:
             # The terminal itself refused (another cash register uses it): nothing started.
-            return TerminalResult(Outcome.NOT_SENT, _kind(tp.kind), detail=exc.message)
+            detail = f"{BUSY_PREFIX}: {exc.message}"
+            return TerminalResult(Outcome.NOT_SENT, _kind(tp.kind), detail=detail)
         except Exception as exc:  # after sending began, anything unexpected may have charged
             log.exception("terminal.call_failed", payment_id=p.id, terminal=h.name)
             return TerminalResult(Outcome.UNKNOWN, _kind(tp.kind), detail=f"{type(exc).__name__}")
@@ -378,30 +381,7 @@ class TerminalEngine:
     def _persist_for(
         self, payment_id: str, terminal: str, buffer: EventBuffer
     ) -> Callable[[TerminalResult], Any]:
-        async def persist(result: TerminalResult) -> None:
-            """Store the result durably; runs before the terminal's result is acknowledged."""
-            async with buffer.lock:
-                rows = buffer.drain()
-                now = self.clock()
-                rows.append(
-                    event_row(payment_id, terminal, "state", "result stored by the bridge", now,
-                              data={"outcome": str(result.outcome)})
-                )  # fmt: skip
-                try:
-                    async with self.db.write() as conn:
-                        await ts.update_terminal_payment(
-                            conn, payment_id, now, result_at=now, **ts.result_values(result)
-                        )
-                        await ts.update_state(conn, terminal, now, **_contact(result, now))
-                        await self.events.add_rows(conn, rows)
-                except BaseException:
-                    buffer.requeue(rows[:-1])  # keep the display events for a later write
-                    raise
-            self.events.notify(payment_id)
-
-        return persist
-
-    # applying results ---------------------------------------------------------------------------
+        return self.results.persist_hook(payment_id, terminal, buffer)
 
     async def apply(
         self,
@@ -411,65 +391,10 @@ class TerminalEngine:
         actor: str,
         session: ActiveSession | None = None,
     ) -> Payment:
-        """Commit a terminal's answer for ``payment_id``; idempotent.
-
-        Evidence (identifiers, masked PAN, receipts) is always stored. The state changes only
-        from ``created`` / ``in_progress`` / ``unknown``: a payment an operator settled meanwhile
-        keeps the operator's decision. A second ``unknown`` changes nothing.
-        """
+        """Commit a terminal's answer for ``payment_id`` (see :meth:`ResultWriter.apply`)."""
         buffer = session.buffer if session is not None else None
-        async with buffer.lock if buffer is not None else contextlib.nullcontext():
-            rows = buffer.drain() if buffer is not None else []
-            async with self.db.write() as conn:
-                p = await repo.get_payment(conn, payment_id)
-                tp = await ts.get_terminal_payment(conn, payment_id)
-                op = await repo.get_operation(conn, tp.operation_id)
-                now = self.clock()
-                await ts.update_terminal_payment(conn, payment_id, now, **ts.result_values(result))
-                await ts.update_state(conn, tp.terminal, now, **_contact(result, now))
-                await self.events.add_rows(conn, rows)
-                open_states = (PaymentState.CREATED, PaymentState.IN_PROGRESS, PaymentState.UNKNOWN)
-                if p.state in open_states and not (
-                    result.outcome == Outcome.UNKNOWN and p.state == PaymentState.UNKNOWN
-                ):
-                    reason = None
-                    if result.outcome != Outcome.SUCCEEDED:
-                        reason = result.result_text or result.detail or str(result.outcome)
-                    op.record(
-                        result.outcome,
-                        now,
-                        reason=reason,
-                        trace_number=result.trace_number,
-                        receipt_number=result.receipt_number,
-                        masked_pan=result.masked_pan,
-                        auth_code=result.auth_code,
-                    )
-                    prev = p.state
-                    await self.payments.settle_outcome(conn, p, op, result.outcome, reason=reason)
-                    await repo.save_operation(conn, op)
-                    await repo.save_payment(conn, p)
-                    await self.payments.record_change(
-                        conn, "payment.state_changed", p, actor, prev,
-                        outcome=str(result.outcome), terminal=tp.terminal,
-                    )  # fmt: skip
-        self.events.notify(payment_id)
-        return p
+        return await self.results.apply(payment_id, result, actor=actor, buffer=buffer)
 
 
 def _kind(kind: str) -> TransactionKind:
     return TransactionKind.REFUND if kind == str(OperationKind.REFUND) else TransactionKind.PURCHASE
-
-
-def _contact(result: TerminalResult, now: datetime) -> dict[str, Any]:
-    """``terminal_state`` columns after an exchange: reached or not, and what it told us."""
-    if result.outcome == Outcome.NOT_SENT:
-        return {"online": False, "last_error": result.detail}
-    values: dict[str, Any] = {"online": True, "last_contact_at": now}
-    values["last_error"] = result.detail if result.outcome == Outcome.UNKNOWN else None
-    if result.trace_number:
-        values.update(last_trace=result.trace_number, needs_probe=False)
-    if result.receipt_number:
-        values["last_receipt"] = result.receipt_number
-    if result.terminal_id:
-        values["terminal_tid"] = result.terminal_id
-    return values

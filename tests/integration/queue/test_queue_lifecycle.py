@@ -92,7 +92,11 @@ class JobLifecycle(RuleBasedStateMachine):
         async def go() -> int:
             async with self.db.write() as conn:
                 return await enqueue(
-                    conn, "t.k", key=key, run_after=self.now + timedelta(seconds=delay), now=self.now
+                    conn,
+                    "t.k",
+                    key=key,
+                    run_after=self.now + timedelta(seconds=delay),
+                    now=self.now,
                 )
 
         job_id = self.run(go())

@@ -47,7 +47,9 @@ async def test_second_payment_carries_the_previous_trace(bridge: Bridge) -> None
     assert t2.previous_echo_id == t1.trace_number  # persisted before the second was sent
 
 
-async def test_host_decline_is_declined_with_the_reason(bridge: Bridge, sim: SimulatorHandle) -> None:
+async def test_host_decline_is_declined_with_the_reason(
+    bridge: Bridge, sim: SimulatorHandle
+) -> None:
     p = await bridge.pay(2051)
     assert p.state == PaymentState.DECLINED
     assert p.failure_reason is not None and "Nicht genehmigt" in p.failure_reason

@@ -15,7 +15,6 @@ from tillbridge.errors import ValidationError
 from tillbridge.queue.tables import jobs
 from tillbridge.simulators.zvt import SimulatorHandle
 from tillbridge.terminals.engine import RECOVER_JOB
-from tillbridge.terminals.recovery import RECOVERY_BACKOFF
 
 pytestmark = pytest.mark.anyio
 
@@ -40,7 +39,9 @@ async def test_link_cut_after_approval_before_completion_recovers_succeeded(
     assert "payment unknown" in " ".join(texts) and texts[-1] == "payment captured"
 
 
-async def test_link_cut_right_after_the_result_recovers(bridge: Bridge, sim: SimulatorHandle) -> None:
+async def test_link_cut_right_after_the_result_recovers(
+    bridge: Bridge, sim: SimulatorHandle
+) -> None:
     p = await bridge.pay(1099)
     assert p.state == PaymentState.CAPTURED
     assert sim.terminal.charges == 1 and authorizations(sim) == 1
@@ -55,7 +56,9 @@ async def test_link_cut_before_the_result_recovers_from_the_previous_trace(
     assert sim.terminal.charges == 2 and authorizations(sim) == 2
 
 
-async def test_auto_reversed_payment_recovers_declined(bridge: Bridge, sim: SimulatorHandle) -> None:
+async def test_auto_reversed_payment_recovers_declined(
+    bridge: Bridge, sim: SimulatorHandle
+) -> None:
     sim.configure(unacked_policy="reverse")
     await bridge.pay(1000)
     p = await bridge.pay(1099)  # result never acknowledged: this terminal reverses it

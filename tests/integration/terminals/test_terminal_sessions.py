@@ -13,7 +13,15 @@ from contextlib import asynccontextmanager
 from datetime import timedelta
 
 import pytest
-from term_support import Bridge, Clock, SimFactory, authorizations, make_runtime, tcp_terminal, wait_for
+from term_support import (
+    Bridge,
+    Clock,
+    SimFactory,
+    authorizations,
+    make_runtime,
+    tcp_terminal,
+    wait_for,
+)
 
 from tillbridge.config import Terminal
 from tillbridge.domain.states import PaymentState

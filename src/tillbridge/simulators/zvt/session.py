@@ -267,6 +267,7 @@ class PtSession:
             if command in done and command.exception() is not None:
                 # The ECR went away (crash, cable). The customer still inserts the card and the
                 # PT still authorizes; it just cannot report the result (see unacked_policy).
+                self.t.orphaned_holds += 1
                 await card
                 return False
             if command in done:

@@ -87,6 +87,9 @@ class SimTerminal:
     """Names of all commands received, in order."""
     sessions: int = 0
     busy_rejections: int = 0
+    orphaned_holds: int = 0
+    """Times the ECR's link dropped while the PT waited for the card (``hold_card``); the
+    card is still taken and charged when released."""
     serial_stats: list[SerialStats] = field(default_factory=list)
     card_waiting: asyncio.Event = field(default_factory=asyncio.Event)
     _trace: int = 0
