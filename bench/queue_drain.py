@@ -88,8 +88,8 @@ async def drain(url: str, jobs: int) -> float:
         t0 = time.perf_counter()
         while True:
             async with db.read() as conn:
-                left = await qsql.count_unfinished(conn)
-            if left == 0:
+                busy = await qsql.has_unfinished(conn)
+            if not busy:
                 return time.perf_counter() - t0
             await asyncio.sleep(0.01)
     finally:

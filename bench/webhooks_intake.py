@@ -87,8 +87,13 @@ def serve(kind: str, db_url: str, config: str) -> None:
         log_config=None,
         log_level="warning",
         backlog=2048,
+        timeout_keep_alive=60,  # the open-loop pool keeps idle connections between bursts
     )
     server = uvicorn.Server(cfg)
+    if os.environ.get("BENCH_GC_FREEZE"):
+        import gc
+
+        gc.freeze()  # start-up objects out of the collector's way: fewer long full collections
     print(f"READY {sock.getsockname()[1]}", flush=True)
     server.run(sockets=[sock])
 
@@ -357,7 +362,11 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=1000.0)
     parser.add_argument("--pg-admin-url", default=PG_ADMIN)
     args = parser.parse_args()
-    print(f"{platform.node()}: {os.cpu_count()} cpus, Python {platform.python_version()}")
+    loadavg = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(
+        f"{platform.node()}: {os.cpu_count()} cpus, Python {platform.python_version()}, "
+        f"load average before the run {loadavg:.2f} (other processes share these cores)"
+    )
     engines = ["sqlite", "postgres"] if args.engine == "both" else [args.engine]
     for engine in engines:
         report(bench_engine(engine, args), args.rate)

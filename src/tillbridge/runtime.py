@@ -75,7 +75,8 @@ def build_runtime(settings: Settings, config: MerchantConfig | None = None) -> R
     return Runtime(
         settings=settings,
         config=cfg,
-        db=Database(settings.database_url),
+        # The in-process worker needs concurrency + 2 connections; the API needs some too.
+        db=Database(settings.database_url, pool_size=settings.worker_concurrency + 8),
         redactor=Redactor(secrets),
         connectors=build_connectors(cfg),
     )

@@ -26,7 +26,7 @@ from typing import Final, Protocol
 import structlog
 
 from tillbridge.inbound import inbox
-from tillbridge.inbound.inbox import InboxItem
+from tillbridge.inbound.inbox import InboxItem, InboxNotFound
 from tillbridge.inbound.tables import DEAD, RETRYING
 from tillbridge.queue import Handler, JobContext, LeaseLost, PermanentFailure, RetryPolicy
 from tillbridge.store.db import Database
@@ -56,8 +56,11 @@ def make_handler(
 
     async def handle(ctx: JobContext) -> None:
         inbox_id = int(ctx.payload["inbox_id"])
-        async with db.read() as conn:
-            item = await inbox.get(conn, inbox_id)
+        try:
+            async with db.read() as conn:
+                item = await inbox.get(conn, inbox_id)
+        except InboxNotFound as exc:  # deleted by hand: nothing to process, ever
+            raise PermanentFailure(exc.message) from None
         try:
             processor = processors.get(item.source)
             if processor is None:

@@ -35,6 +35,7 @@ from typing import Final
 import structlog
 from sqlalchemy.engine import make_url
 
+from tillbridge.errors import StoreUnavailable
 from tillbridge.inbound import inbox
 from tillbridge.inbound.inbox import NewDelivery
 from tillbridge.store.db import Database
@@ -81,11 +82,19 @@ class InboxWriter:
                 try:
                     async with self._file_lock(), self.db.write() as conn:
                         results = await inbox.store_many(conn, [n for n, _ in batch])
-                except Exception as exc:  # the whole batch failed: nothing of it was stored
+                    if len(results) != len(batch):
+                        raise RuntimeError("store_many must return one result per delivery")
+                except BaseException as exc:
+                    # The batch failed (nothing of it committed) or the writer is stopping (it
+                    # may have): every waiting request must hear it and answer 5xx, never hang.
+                    # A resend is harmless either way: it is deduplicated.
                     log.warning("webhook.store_failed", rows=len(batch), error=repr(exc)[:300])
+                    failure = exc if isinstance(exc, Exception) else _stopped()
                     for _, fut in batch:
                         if not fut.done():
-                            fut.set_exception(exc)
+                            fut.set_exception(failure)
+                    if not isinstance(exc, Exception):
+                        raise
                     continue
                 for (_, fut), result in zip(batch, results, strict=True):
                     if not fut.done():
@@ -113,13 +122,22 @@ class InboxWriter:
             _unlock_close(fd)
 
     async def aclose(self) -> None:
+        """Stop the writer; waiting requests get :class:`StoreUnavailable` (503: send again)."""
         task, self._task = self._task, None
+        pending, self._pending = self._pending, []
+        for _, fut in pending:
+            if not fut.done():
+                fut.set_exception(_stopped())
         if task is None or task.done():
             return
         task.cancel()
         if task.get_loop() is asyncio.get_running_loop():
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+
+def _stopped() -> StoreUnavailable:
+    return StoreUnavailable("the bridge is stopping; the delivery may not be stored: send again")
 
 
 def _lock_path(db: Database) -> str | None:

@@ -24,9 +24,8 @@ If the process dies after step 3, the job comes back (its lease expires) and fin
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
@@ -36,8 +35,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from tillbridge.audit.log import record as audit_record
 from tillbridge.config import Terminal
 from tillbridge.domain.payments import Operation, Payment
-from tillbridge.domain.states import OperationKind, Outcome, PaymentState
-from tillbridge.errors import DomainError, NotFound, TerminalBusy, ValidationError
+from tillbridge.domain.states import Outcome, PaymentState
+from tillbridge.errors import (
+    ConcurrentUpdate,
+    DomainError,
+    NotFound,
+    TerminalBusy,
+    ValidationError,
+)
 from tillbridge.queue import (
     JobContext,
     JobRegistry,
@@ -52,15 +57,13 @@ from tillbridge.store.db import Database
 from tillbridge.terminals import store as ts
 from tillbridge.terminals.admin import TerminalAdmin
 from tillbridge.terminals.contract import (
-    PurchaseRequest,
-    RefundRequest,
     TerminalResult,
-    TransactionKind,
 )
-from tillbridge.terminals.events import EventBuffer, EventLog
+from tillbridge.terminals.events import EventLog
 from tillbridge.terminals.handles import TerminalHandle, build_handle
 from tillbridge.terminals.recovery import Recovery
-from tillbridge.terminals.results import BUSY_PREFIX, ResultWriter
+from tillbridge.terminals.results import ResultWriter
+from tillbridge.terminals.runner import run_payment
 from tillbridge.terminals.sessions import ActiveSession, TerminalSessions
 
 log = structlog.get_logger("tillbridge.terminals")
@@ -78,8 +81,18 @@ MAX_TERMINAL_AMOUNT: Final = 999_999_999_999
 TERMINAL_RETRY: Final = RetryPolicy(
     max_attempts=6, base_delay=timedelta(seconds=1), max_delay=timedelta(minutes=2)
 )
-#: How often a running payment looks for an abort requested from another process.
-CANCEL_POLL_S: Final = 0.5
+
+
+@dataclass(slots=True)
+class Snapshot:
+    """A terminal payment as the job found it (see :meth:`TerminalEngine._snapshot`)."""
+
+    p: Payment
+    op: Operation
+    tp: ts.TerminalPayment
+    st: ts.TerminalState
+    previous_unknown: str | None
+    """The terminal's previous payment, if its outcome is still being recovered."""
 
 
 def utcnow() -> datetime:
@@ -112,6 +125,9 @@ class TerminalEngine:
         self.payments = payments
         self.clock = clock
         self.start_timeout = start_timeout
+        #: How long a job waits for the in-process link lock (normally free: jobs of one
+        #: terminal are serialized by their queue key; only local tools compete for it).
+        self._lock_wait_s = 5.0
         self.events = EventLog(db, clock)
         self.sessions = TerminalSessions(list(terminals))
         pw = passwords or {}
@@ -128,7 +144,7 @@ class TerminalEngine:
         runs minutes (T4 is 180 s per terminal message); the job lease has heartbeats."""
 
         async def execute(ctx: JobContext) -> None:
-            await self.execute(ctx.payload["payment_id"])
+            await self.execute(ctx.payload["payment_id"], ctx.payload.get("terminal"))
 
         async def recover(ctx: JobContext) -> None:
             await self.recovery.job(ctx.payload["payment_id"])
@@ -179,7 +195,11 @@ class TerminalEngine:
         )
         await ts.insert_terminal_payment(conn, tp, now)
         await enqueue(
-            conn, EXECUTE_JOB, {"payment_id": p.id}, key=terminal_key(p.connector), now=now
+            conn,
+            EXECUTE_JOB,
+            {"payment_id": p.id, "terminal": p.connector},
+            key=terminal_key(p.connector),
+            now=now,
         )
 
     async def request_cancel(self, p: Payment, *, actor: str) -> Payment:
@@ -235,138 +255,124 @@ class TerminalEngine:
 
     # job: execute -------------------------------------------------------------------------------
 
-    async def execute(self, payment_id: str) -> None:
+    async def execute(self, payment_id: str, terminal: str | None = None) -> None:
         """Job handler for ``terminal.execute`` (see the module docstring)."""
-        async with self.db.read() as conn:
-            tp = await ts.get_terminal_payment(conn, payment_id)
-        if tp.terminal not in self.handles:
-            raise PermanentFailure(f"terminal {tp.terminal} is not configured in this process")
-        wait = (tp.start_by - self.clock()).total_seconds()
+        if terminal is None:  # jobs carry the terminal; read it only if one does not
+            async with self.db.read() as conn:
+                terminal = (await ts.get_terminal_payment(conn, payment_id)).terminal
+        if terminal not in self.handles:
+            raise PermanentFailure(f"terminal {terminal} is not configured in this process")
         try:
-            async with self.sessions.hold(tp.terminal, wait_s=max(wait, 0.0)) as session:
+            async with self.sessions.hold(terminal, wait_s=self._lock_wait_s) as session:
                 await self._execute_held(session, payment_id)
         except TerminalBusy as exc:
-            if await self._expire_if_late(payment_id):
+            # Another local user holds the link (not a queued job: those are serialized by
+            # their key). Nothing was sent; try again soon, unless the customer is gone.
+            async with self.db.read() as conn:
+                snap = await self._snapshot(conn, payment_id)
+            if snap.p.state != PaymentState.CREATED or await self._expire_if_late(snap):
                 return
             raise RetryLater(exc.message, after=1.0, count_attempt=False) from None
 
-    async def _expire_if_late(self, payment_id: str) -> bool:
-        """Cancel a queued payment past its ``start_by``; True if it is not to be started."""
-        async with self.db.write() as conn:
-            p = await repo.get_payment(conn, payment_id)
-            tp = await ts.get_terminal_payment(conn, payment_id)
-            if p.state != PaymentState.CREATED:
-                return True
-            if self.clock() <= tp.start_by:
-                return False
-            waited = int((tp.start_by - p.created_at).total_seconds())
-            reason = (
-                f"terminal {tp.terminal} was busy: the payment did not start within {waited} s "
-                "and was canceled; nothing was sent to the terminal"
-            )
-            prev = p.state
-            p.cancel(self.clock(), reason=reason)
-            await repo.save_payment(conn, p)
-            await self.payments.record_change(
-                conn, "payment.state_changed", p, "terminal-engine", prev, reason="busy"
-            )
-        self.events.notify(payment_id)
+    async def _snapshot(self, conn: AsyncConnection, payment_id: str) -> Snapshot:
+        """Everything the job decides on, read in one transaction."""
+        p, op, tp, st = await ts.load_snapshot(conn, payment_id)
+        previous_unknown = None
+        if st.last_payment_id not in (None, payment_id) and st.last_outcome == "unknown":
+            previous_unknown = st.last_payment_id
+        return Snapshot(p, op, tp, st, previous_unknown)
+
+    async def _expire_if_late(self, snap: Snapshot) -> bool:
+        """Cancel a queued payment past its ``start_by``; True if it was canceled."""
+        if self.clock() <= snap.tp.start_by:
+            return False
+        p, tp = snap.p, snap.tp
+        waited = int((tp.start_by - p.created_at).total_seconds())
+        reason = (
+            f"terminal {tp.terminal} was busy: the payment did not start within {waited} s "
+            "and was canceled; nothing was sent to the terminal"
+        )
+        try:
+            async with self.db.write() as conn:
+                prev = p.state
+                p.cancel(self.clock(), reason=reason)
+                await repo.save_payment(conn, p)  # fails if it changed since the snapshot
+                await self.payments.record_change(
+                    conn, "payment.state_changed", p, "terminal-engine", prev, reason="busy"
+                )
+        except ConcurrentUpdate:
+            return True  # someone else moved it (canceled it first): not ours to start
+        self.events.notify(p.id)
         return True
 
     async def _execute_held(self, session: ActiveSession, payment_id: str) -> None:
-        async with self.db.read() as conn:
-            p = await repo.get_payment(conn, payment_id)
-            tp = await ts.get_terminal_payment(conn, payment_id)
-        if p.state == PaymentState.IN_PROGRESS:
-            # A previous run committed in_progress and may have sent the request before it
-            # died: the terminal may have charged the card. Ask, never resend.
-            await self.recovery.mark_unknown(
-                payment_id, "the bridge stopped while the terminal was running this payment"
-            )
-            await self.recovery.recover(payment_id)
-            return
-        if p.state != PaymentState.CREATED or await self._expire_if_late(payment_id):
-            return  # canceled, expired, already run or resolved: nothing to send
-        h = self.handles[tp.terminal]
-        await self.recovery.before_next(h)
-        if not await self._mark_sending(payment_id):
-            return
-        result = await self._run(session, h, p, tp)
-        await self.apply(payment_id, result, actor="terminal-engine", session=session)
+        sent = False
+        try:
+            async with self.db.write() as conn:
+                snap = await self._snapshot(conn, payment_id)
+                if self._ready(snap):
+                    # The common case, in one transaction: nothing to settle or ask first.
+                    await self._mark_sending(conn, snap)
+                    sent = True
+        except ConcurrentUpdate:
+            return  # changed under us (canceled): not ours to send
+        if not sent:
+            if snap.p.state == PaymentState.IN_PROGRESS:
+                # A previous run committed in_progress and may have sent the request before
+                # it died: the terminal may have charged the card. Ask, never resend.
+                await self.recovery.mark_unknown(
+                    payment_id, "the bridge stopped while the terminal was running this payment"
+                )
+                await self.recovery.recover(payment_id)
+                return
+            if snap.p.state != PaymentState.CREATED or await self._expire_if_late(snap):
+                return  # canceled, expired, already run or resolved: nothing to send
+            h = self.handles[snap.tp.terminal]
+            snap.st = await self.recovery.before_next(h, snap.st, snap.previous_unknown)
+            try:
+                async with self.db.write() as conn:
+                    await self._mark_sending(conn, snap)
+            except ConcurrentUpdate:
+                return
+        self.events.notify(payment_id)
+        h = self.handles[snap.tp.terminal]
+        result = await run_payment(self, session, h, snap.p, snap.tp)
+        await self.results.apply(
+            payment_id, result, actor="terminal-engine", buffer=session.buffer,
+            known=(snap.p, snap.op),
+        )  # fmt: skip
         if result.outcome == Outcome.UNKNOWN:
             await self.recovery.recover(payment_id)
 
-    async def _mark_sending(self, payment_id: str) -> bool:
-        """Persist before sending: ``in_progress``, the echo evidence and "last payment"."""
-        async with self.db.write() as conn:
-            p = await repo.get_payment(conn, payment_id)
-            tp = await ts.get_terminal_payment(conn, payment_id)
-            if p.state != PaymentState.CREATED:
-                return False  # canceled while we were getting the terminal ready
-            now = self.clock()
-            st = await ts.get_state(conn, tp.terminal)
-            await ts.update_terminal_payment(
-                conn,
-                payment_id,
-                now,
-                sent_at=now,
-                previous_echo_id=st.last_trace,
-                previous_receipt=st.last_receipt,
-            )
-            await ts.update_state(conn, tp.terminal, now, last_payment_id=payment_id)
-            prev = p.state
-            p.transition(PaymentState.IN_PROGRESS, now)
-            await repo.save_payment(conn, p)
-            await self.payments.record_change(
-                conn, "payment.state_changed", p, "terminal-engine", prev, terminal=tp.terminal
-            )
-        self.events.notify(payment_id)
-        return True
+    def _ready(self, snap: Snapshot) -> bool:
+        """Can be sent at once: queued, in time, nothing to recover or ask the terminal first."""
+        return (
+            snap.p.state == PaymentState.CREATED
+            and self.clock() <= snap.tp.start_by
+            and snap.previous_unknown is None
+            and not (snap.st.needs_probe and self.handles[snap.tp.terminal].probe is not None)
+        )
 
-    async def _run(
-        self, session: ActiveSession, h: TerminalHandle, p: Payment, tp: ts.TerminalPayment
-    ) -> TerminalResult:
-        buffer = EventBuffer(self.events, p.id, h.name)
-        session.payment_id = p.id
-        session.buffer = buffer
-        session.persist = self._persist_for(p.id, h.name, buffer)
-        buffer.start()
-        watcher = asyncio.get_running_loop().create_task(self._watch_abort(session, h, p.id))
-        try:
-            if tp.kind == str(OperationKind.REFUND):
-                return await h.connector.refund(
-                    RefundRequest(p.amount, tp.operation_id, buffer.on_event)
-                )
-            return await h.connector.purchase(
-                PurchaseRequest(p.amount, tp.operation_id, buffer.on_event)
-            )
-        except TerminalBusy as exc:
-            # The terminal itself refused (another cash register uses it): nothing started.
-            detail = f"{BUSY_PREFIX}: {exc.message}"
-            return TerminalResult(Outcome.NOT_SENT, _kind(tp.kind), detail=detail)
-        except Exception as exc:  # after sending began, anything unexpected may have charged
-            log.exception("terminal.call_failed", payment_id=p.id, terminal=h.name)
-            return TerminalResult(Outcome.UNKNOWN, _kind(tp.kind), detail=f"{type(exc).__name__}")
-        finally:
-            watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watcher
-            await buffer.stop()
-            session.persist = None
+    async def _mark_sending(self, conn: AsyncConnection, snap: Snapshot) -> None:
+        """Persist before sending: ``in_progress``, the echo evidence and "last payment".
 
-    async def _watch_abort(self, session: ActiveSession, h: TerminalHandle, pid: str) -> None:
-        """Deliver an abort requested in this process (signal) or another one (the
-        ``cancel_requested_at`` column, polled); retry until the terminal takes it."""
-        while not session.abort_delivered:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(session.abort_signal.wait(), CANCEL_POLL_S)
-            session.abort_signal.clear()
-            if not session.abort_wanted:
-                async with self.db.read() as conn:
-                    tp = await ts.get_terminal_payment(conn, pid)
-                session.abort_wanted = tp.cancel_requested_at is not None
-            if session.abort_wanted:
-                session.abort_delivered = await h.connector.cancel()
+        The payment row's version check raises :class:`ConcurrentUpdate` if it changed since
+        the snapshot (canceled meanwhile); the transaction then rolls back and nothing is sent.
+        """
+        p, st = snap.p, snap.st
+        now = self.clock()
+        await ts.update_terminal_payment(
+            conn, p.id, now, sent_at=now,
+            previous_echo_id=st.last_trace, previous_receipt=st.last_receipt,
+        )  # fmt: skip
+        await ts.update_state(conn, p.connector, now, last_payment_id=p.id, last_outcome=None)
+        prev = p.state
+        p.transition(PaymentState.IN_PROGRESS, now)
+        await repo.save_payment(conn, p)
+        await self.payments.record_change(
+            conn, "payment.state_changed", p, "terminal-engine", prev, terminal=p.connector
+        )
+        snap.tp.previous_echo_id, snap.tp.sent_at = st.last_trace, now
 
     def _persist_hook(self, terminal: str) -> Callable[[TerminalResult], Any]:
         async def persist(result: TerminalResult) -> None:
@@ -378,23 +384,12 @@ class TerminalEngine:
 
         return persist
 
-    def _persist_for(
-        self, payment_id: str, terminal: str, buffer: EventBuffer
-    ) -> Callable[[TerminalResult], Any]:
-        return self.results.persist_hook(payment_id, terminal, buffer)
-
     async def apply(
         self,
         payment_id: str,
         result: TerminalResult,
         *,
         actor: str,
-        session: ActiveSession | None = None,
     ) -> Payment:
         """Commit a terminal's answer for ``payment_id`` (see :meth:`ResultWriter.apply`)."""
-        buffer = session.buffer if session is not None else None
-        return await self.results.apply(payment_id, result, actor=actor, buffer=buffer)
-
-
-def _kind(kind: str) -> TransactionKind:
-    return TransactionKind.REFUND if kind == str(OperationKind.REFUND) else TransactionKind.PURCHASE
+        return await self.results.apply(payment_id, result, actor=actor)

@@ -111,33 +111,32 @@ class Recovery:
         except TerminalBusy as exc:
             raise RetryLater(exc.message, after=1.0) from None
 
-    async def before_next(self, h: TerminalHandle) -> None:
+    async def before_next(
+        self, h: TerminalHandle, st: ts.TerminalState, previous_unknown: str | None
+    ) -> ts.TerminalState:
         """Before a new payment goes to ``h``: settle its previous payment if that is still
-        unknown, and refresh the last trace number if the bridge's copy may be stale."""
-        async with self.e.db.read() as conn:
-            st = await ts.get_state(conn, h.name)
-            previous = None
-            if st.last_payment_id is not None:
-                p = await repo.get_payment(conn, st.last_payment_id)
-                tp = await ts.get_terminal_payment(conn, p.id)
-                if p.state == PaymentState.UNKNOWN and not tp.needs_operator:
-                    previous = p.id
-        if previous is not None:
-            await self.recover(previous)
+        unknown, and refresh the last trace number if the bridge's copy may be stale.
+        Returns the terminal's state as it is now (only the terminal's holder writes it)."""
+        if previous_unknown is not None:
+            await self.recover(previous_unknown)
             async with self.e.db.read() as conn:
                 st = await ts.get_state(conn, h.name)
         if not st.needs_probe or h.probe is None:
-            return
+            return st
         probe = await h.probe()
         now = self.e.clock()
         async with self.e.db.write() as conn:
             if probe.reached:
-                await ts.update_state(
-                    conn, h.name, now, online=True, last_contact_at=now, last_error=None,
-                    last_trace=probe.trace, last_receipt=probe.receipt, needs_probe=False,
-                )  # fmt: skip
+                values: dict[str, object] = {
+                    "online": True, "last_contact_at": now, "last_error": None,
+                    "last_trace": probe.trace, "last_receipt": probe.receipt,
+                    "needs_probe": False,
+                }  # fmt: skip
+                await ts.update_state(conn, h.name, now, **values)
+                st.last_trace, st.last_receipt, st.needs_probe = probe.trace, probe.receipt, False
             else:
                 await ts.update_state(conn, h.name, now, online=False, last_error=probe.detail)
+        return st
 
     async def recover(self, payment_id: str) -> None:
         """One recovery attempt for ``payment_id``; the caller holds the terminal."""
@@ -227,7 +226,7 @@ class Recovery:
                 conn, payment_id, now, needs_operator=True, detail=f"{why}. {text}"
             )
             # The bridge's copy of the last trace may now be stale: ask before the next sale.
-            await ts.update_state(conn, tp.terminal, now, needs_probe=True)
+            await ts.update_state(conn, tp.terminal, now, needs_probe=True, last_outcome="operator")
             await self.e.events.add(
                 conn, payment_id, tp.terminal, OPERATOR, text, data={"reason": why}
             )

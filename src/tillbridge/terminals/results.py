@@ -13,12 +13,14 @@ Two writes carry money evidence, and both are synchronous (the caller waits for 
 from __future__ import annotations
 
 import contextlib
+import copy
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from tillbridge.domain.payments import Payment
+from tillbridge.domain.payments import Operation, Payment
 from tillbridge.domain.states import Outcome, PaymentState
+from tillbridge.errors import ConcurrentUpdate
 from tillbridge.services.payments import PaymentService
 from tillbridge.store import payments_repo as repo
 from tillbridge.store.db import Database
@@ -66,7 +68,6 @@ class ResultWriter:
                         await ts.update_terminal_payment(
                             conn, payment_id, now, result_at=now, **ts.result_values(result)
                         )
-                        await ts.update_state(conn, terminal, now, **_contact(result, now))
                         await self.events.add_rows(conn, rows)
                 except BaseException:
                     buffer.requeue(rows[:-1])  # keep the display events for a later write
@@ -84,49 +85,82 @@ class ResultWriter:
         *,
         actor: str,
         buffer: EventBuffer | None = None,
+        known: tuple[Payment, Operation] | None = None,
     ) -> Payment:
         """Commit a terminal's answer for ``payment_id``; idempotent.
 
         Evidence (identifiers, masked PAN, receipts) is always stored. The state changes only
         from ``created`` / ``in_progress`` / ``unknown``: a payment an operator settled meanwhile
-        keeps the operator's decision. A second ``unknown`` changes nothing.
+        keeps the operator's decision. A second ``unknown`` changes nothing. ``known`` is the
+        payment and operation as the caller last saved them (saves two reads); the version
+        check catches a concurrent change, and then everything is read afresh.
         """
         async with buffer.lock if buffer is not None else contextlib.nullcontext():
             rows = buffer.drain() if buffer is not None else []
-            async with self.db.write() as conn:
+            try:
+                try:
+                    p = await self._apply_once(payment_id, result, actor, rows, known)
+                except ConcurrentUpdate:
+                    if known is None:
+                        raise
+                    p = await self._apply_once(payment_id, result, actor, rows, None)
+            except BaseException:
+                if buffer is not None:
+                    buffer.requeue(rows)
+                raise
+        self.events.notify(payment_id)
+        return p
+
+    async def _apply_once(
+        self,
+        payment_id: str,
+        result: TerminalResult,
+        actor: str,
+        rows: list[dict[str, Any]],
+        known: tuple[Payment, Operation] | None,
+    ) -> Payment:
+        async with self.db.write() as conn:
+            if known is not None:
+                p, op = known
+            else:
                 p = await repo.get_payment(conn, payment_id)
                 tp = await ts.get_terminal_payment(conn, payment_id)
                 op = await repo.get_operation(conn, tp.operation_id)
-                now = self.clock()
-                await ts.update_terminal_payment(conn, payment_id, now, **ts.result_values(result))
-                await ts.update_state(conn, tp.terminal, now, **_contact(result, now))
-                await self.events.add_rows(conn, rows)
-                open_states = (PaymentState.CREATED, PaymentState.IN_PROGRESS, PaymentState.UNKNOWN)
-                if p.state in open_states and not (
-                    result.outcome == Outcome.UNKNOWN and p.state == PaymentState.UNKNOWN
-                ):
-                    reason = None
-                    if result.outcome != Outcome.SUCCEEDED:
-                        reason = result.result_text or result.detail or str(result.outcome)
-                    op.record(
-                        result.outcome,
-                        now,
-                        reason=reason,
-                        trace_number=result.trace_number,
-                        receipt_number=result.receipt_number,
-                        masked_pan=result.masked_pan,
-                        auth_code=result.auth_code,
-                    )
-                    prev = p.state
-                    await self.payments.settle_outcome(conn, p, op, result.outcome, reason=reason)
-                    await repo.save_operation(conn, op)
-                    await repo.save_payment(conn, p)
-                    await self.payments.record_change(
-                        conn, "payment.state_changed", p, actor, prev,
-                        outcome=str(result.outcome), terminal=tp.terminal,
-                    )  # fmt: skip
-        self.events.notify(payment_id)
-        return p
+            now = self.clock()
+            await ts.update_terminal_payment(conn, payment_id, now, **ts.result_values(result))
+            contact = _contact(result, now)
+            if result.outcome != Outcome.UNKNOWN or p.state != PaymentState.UNKNOWN:
+                contact["last_outcome"] = str(result.outcome)
+            await ts.update_state(conn, p.connector, now, **contact)
+            await self.events.add_rows(conn, rows)
+            open_states = (PaymentState.CREATED, PaymentState.IN_PROGRESS, PaymentState.UNKNOWN)
+            if p.state not in open_states or (
+                result.outcome == Outcome.UNKNOWN and p.state == PaymentState.UNKNOWN
+            ):
+                return p
+            reason = None
+            if result.outcome != Outcome.SUCCEEDED:
+                reason = result.result_text or result.detail or str(result.outcome)
+            # Work on copies: a failed version check must leave the caller's objects as saved.
+            p, op = copy.deepcopy(p), copy.deepcopy(op)
+            op.record(
+                result.outcome,
+                now,
+                reason=reason,
+                trace_number=result.trace_number,
+                receipt_number=result.receipt_number,
+                masked_pan=result.masked_pan,
+                auth_code=result.auth_code,
+            )
+            prev = p.state
+            await self.payments.settle_outcome(conn, p, op, result.outcome, reason=reason)
+            await repo.save_payment(conn, p)
+            await repo.save_operation(conn, op)
+            await self.payments.record_change(
+                conn, "payment.state_changed", p, actor, prev,
+                outcome=str(result.outcome), terminal=p.connector,
+            )  # fmt: skip
+            return p
 
 
 def _contact(result: TerminalResult, now: datetime) -> dict[str, Any]:

@@ -6,19 +6,23 @@ the terminal's bookkeeping commit together.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import Table, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.elements import Label
 
+from tillbridge.domain.payments import Operation, Payment
 from tillbridge.domain.states import PaymentState
 from tillbridge.errors import NotFound
-from tillbridge.store.tables import payments
+from tillbridge.store import payments_repo as repo
+from tillbridge.store.tables import operations, payments
 from tillbridge.terminals.contract import TerminalResult
 from tillbridge.terminals.tables import (
     terminal_payments,
@@ -64,7 +68,7 @@ class TerminalPayment:
     cancel_requested_at: datetime | None = None
 
     @classmethod
-    def from_row(cls, r: RowMapping) -> TerminalPayment:
+    def from_row(cls, r: Mapping[Any, Any]) -> TerminalPayment:
         return cls(
             payment_id=r["payment_id"],
             operation_id=r["operation_id"],
@@ -193,6 +197,7 @@ class TerminalState:
     last_trace: str | None = None
     last_receipt: str | None = None
     last_payment_id: str | None = None
+    last_outcome: str | None = None
     needs_probe: bool = True
 
 
@@ -206,11 +211,7 @@ async def ensure_state(conn: AsyncConnection, terminal: str, now: datetime) -> N
     await conn.execute(stmt)
 
 
-async def get_state(conn: AsyncConnection, terminal: str) -> TerminalState:
-    q = select(terminal_state).where(terminal_state.c.terminal == terminal)
-    r = (await conn.execute(q)).mappings().first()
-    if r is None:
-        return TerminalState(terminal)
+def _state_from_row(r: Mapping[Any, Any]) -> TerminalState:
     return TerminalState(
         terminal=r["terminal"],
         online=r["online"],
@@ -220,17 +221,67 @@ async def get_state(conn: AsyncConnection, terminal: str) -> TerminalState:
         last_trace=r["last_trace"],
         last_receipt=r["last_receipt"],
         last_payment_id=r["last_payment_id"],
+        last_outcome=r["last_outcome"],
         needs_probe=bool(r["needs_probe"]),
     )
 
 
+async def get_state(conn: AsyncConnection, terminal: str) -> TerminalState:
+    q = select(terminal_state).where(terminal_state.c.terminal == terminal)
+    r = (await conn.execute(q)).mappings().first()
+    return TerminalState(terminal) if r is None else _state_from_row(r)
+
+
+def _labeled(table: Table, prefix: str) -> list[Label[Any]]:
+    return [c.label(f"{prefix}{c.name}") for c in table.c]
+
+
+async def load_snapshot(
+    conn: AsyncConnection, payment_id: str
+) -> tuple[Payment, Operation, TerminalPayment, TerminalState]:
+    """A terminal payment with its operation and its terminal's state, in one query (the
+    job's hot path: every round trip to the database is latency the customer waits for)."""
+    q = (
+        select(
+            *_labeled(payments, "p_"),
+            *_labeled(operations, "o_"),
+            *_labeled(terminal_payments, "t_"),
+            *_labeled(terminal_state, "s_"),
+        )
+        .select_from(
+            payments.join(terminal_payments, terminal_payments.c.payment_id == payments.c.id)
+            .join(operations, operations.c.id == terminal_payments.c.operation_id)
+            .outerjoin(terminal_state, terminal_state.c.terminal == terminal_payments.c.terminal)
+        )
+        .where(payments.c.id == payment_id)
+    )
+    r = (await conn.execute(q)).mappings().first()
+    if r is None:
+        raise NotFound(
+            f"payment {payment_id} did not run on a terminal", code="not_a_terminal_payment"
+        )
+
+    def part(prefix: str) -> Any:
+        return {k[len(prefix) :]: v for k, v in r.items() if k.startswith(prefix)}
+
+    # The repository's own row mappers, so a payment reads the same on every path.
+    p = repo._payment_from_row(part("p_"))
+    op = repo._operation_from_row(part("o_"))
+    tp = TerminalPayment.from_row(part("t_"))
+    s = part("s_")
+    st = TerminalState(tp.terminal) if s["terminal"] is None else _state_from_row(s)
+    return p, op, tp, st
+
+
 async def update_state(conn: AsyncConnection, terminal: str, now: datetime, **values: Any) -> None:
-    await ensure_state(conn, terminal, now)
-    await conn.execute(
+    stmt = (
         update(terminal_state)
         .where(terminal_state.c.terminal == terminal)
         .values(updated_at=now, **values)
     )
+    if (await conn.execute(stmt)).rowcount == 0:  # the terminal's first contact
+        await ensure_state(conn, terminal, now)
+        await conn.execute(stmt)
 
 
 async def queue_counts(conn: AsyncConnection, terminal: str) -> dict[str, int]:

@@ -95,6 +95,9 @@ terminal_state = Table(
     # The last payment sent to this terminal: the only one whose outcome a "repeat the last
     # transaction" query (ZVT 06 20) can still prove.
     Column("last_payment_id", String(40)),
+    # Its outcome: "unknown" while recovery may still settle it (the next payment on this
+    # terminal first asks about it), "operator" once handed over.
+    Column("last_outcome", String(16)),
     # True when the bridge's last_trace may be stale (an outcome stayed unknown): the next
     # payment asks the terminal for its last transaction before sending.
     Column("needs_probe", Boolean, nullable=False, default=True),

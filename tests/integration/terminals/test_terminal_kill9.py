@@ -5,7 +5,8 @@ over TCP). The test waits until the terminal asks for the card and the payment i
 ``in_progress``, starts the replacement worker (it cannot take the job while the first holds
 its lease), kills the first, waits until the terminal noticed the dropped link, lets the
 customer insert the card (the terminal charges it but cannot report the result) and waits
-until recovery settled the payment. Every wait is on a condition (simulator event, database state), never a fixed sleep.
+until recovery settled the payment. Every wait is on a condition (simulator event, database
+state), never a fixed sleep.
 """
 
 from __future__ import annotations

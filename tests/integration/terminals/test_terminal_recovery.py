@@ -5,6 +5,8 @@ Completion), ``..99`` right after the result (not acknowledged)."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from sqlalchemy import select
 from term_support import Bridge, authorizations
@@ -15,6 +17,7 @@ from tillbridge.errors import ValidationError
 from tillbridge.queue.tables import jobs
 from tillbridge.simulators.zvt import SimulatorHandle
 from tillbridge.terminals.engine import RECOVER_JOB
+from tillbridge.terminals.zvt import ZvtTerminal
 
 pytestmark = pytest.mark.anyio
 
@@ -73,7 +76,9 @@ async def test_sent_but_never_reached_is_declined_by_recovery_not_resent(
     before anything reached the terminal: recovery proves it was never booked."""
     await bridge.pay(1000)
     pid = await bridge.create(1234)
-    assert await bridge.rt.terminals._mark_sending(pid)  # committed, then the process "died"
+    engine = bridge.rt.terminals
+    async with bridge.db.write() as conn:  # committed, then the process "died"
+        await engine._mark_sending(conn, await engine._snapshot(conn, pid))
     await bridge.run_jobs()
     p = await bridge.payment(pid)
     assert p.state == PaymentState.DECLINED
@@ -164,3 +169,19 @@ async def test_recovery_refuses_to_guess_once_another_payment_ran(
     tp = await bridge.terminal_side(first)
     assert tp.needs_operator and "another payment ran" in (tp.detail or "")
     assert (await bridge.payment(first)).state == PaymentState.UNKNOWN
+
+
+async def test_truncated_frame_from_the_terminal_is_unknown_then_recovered(
+    bridge: Bridge, sim: SimulatorHandle
+) -> None:
+    zvt = bridge.rt.terminals.handles["lane1"].connector
+    assert isinstance(zvt, ZvtTerminal)
+    zvt._cfg = dataclasses.replace(zvt.config, t3=0.3)  # keep the test short: T3 is 5 s
+    await bridge.pay(1000)
+    # The first answer to the Authorization is an APDU that announces 16 bytes and sends one.
+    sim.configure(garbage=b"\x80\x00\x10\x27", garbage_command=(0x06, 0x01))
+    p = await bridge.pay(1234)
+    assert p.state == PaymentState.DECLINED  # recovery: the terminal never booked it
+    tp = await bridge.terminal_side(p.id)
+    assert tp.recovery_attempts == 1 and authorizations(sim) == 2
+    assert sim.terminal.charges == 1

@@ -175,6 +175,22 @@ async def test_zvt_over_serial(db_url: str, pty_pair: tuple[str, str]) -> None:
         await sim.close()
 
 
+async def test_serial_frames_with_a_bad_crc_are_refused_and_repeated(
+    db_url: str, pty_pair: tuple[str, str]
+) -> None:
+    pt_side, ecr_side = pty_pair
+    sim = await serve_serial(pt_side, corrupt_crc_once=True, nak_once=True)
+    rt = make_runtime(db_url, {"till": Terminal(protocol="zvt", serial=ecr_side)})
+    try:
+        p = await Bridge(rt).pay(1234, terminal="till")
+        assert p.state == PaymentState.CAPTURED  # NAK, repeat, carry on: no crash, no loss
+        [stats] = sim.terminal.serial_stats
+        assert stats.naks_sent == 1 and stats.naks_received == 1
+    finally:
+        await rt.close()
+        await sim.close()
+
+
 async def test_fake_terminal_runs_in_process(db_url: str) -> None:
     rt = make_runtime(db_url, {"demo": Terminal(protocol="fake")})
     try:

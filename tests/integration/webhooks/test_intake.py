@@ -237,6 +237,7 @@ async def test_store_unavailable_is_503_and_nothing_is_claimed(bridge: Bridge) -
 
     class DownDb:
         url = bridge.db.url
+        is_sqlite = False
 
         def write(self) -> Any:
             raise StoreUnavailable(detail="test: database down")
@@ -249,3 +250,18 @@ async def test_store_unavailable_is_503_and_nothing_is_claimed(bridge: Bridge) -
         intake.writer.db = real
     assert_problem(r, 503, "store_unavailable")
     assert "retry-after" in r.headers
+
+
+async def test_concurrent_deliveries_share_commits_and_keep_their_own_answers(
+    bridge: Bridge,
+) -> None:
+    pairs = [bridge.signed(sale(document_number=str(i)), duplicate=True) for i in range(40)]
+    sends = [bridge.post(d) for pair in pairs for d in pair]
+    answers = await asyncio.gather(*sends)
+    assert {r.status_code for r in answers} == {200}
+    ids = [r.json()["id"] for r in answers]
+    assert all(ids[2 * i] == ids[2 * i + 1] for i in range(40))  # each copy, its original's id
+    assert len(set(ids)) == 40
+    assert await bridge.count(webhook_inbox) == 40 and await bridge.count(jobs) == 40
+    await bridge.work()
+    assert await bridge.count(payments) == 40

@@ -287,3 +287,12 @@ async def test_a_decline_is_a_declined_payment(bridge: Bridge) -> None:
     await bridge.work()
     (p,) = await all_payments(bridge)
     assert p.state == PaymentState.DECLINED
+
+
+async def test_recorded_events_need_no_register(bridge: Bridge) -> None:
+    await bridge.send_sale(project_id=42, terminal_mode="no_terminal_integration")
+    await bridge.send_sale(project_id=42, operation="cancellation", document_number="9")
+    await bridge.work()
+    rows = await inbox_rows(bridge)
+    assert [r["status"] for r in rows] == ["recorded", "recorded"]
+    assert all(r["result"]["register"] is None for r in rows)

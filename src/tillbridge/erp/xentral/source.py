@@ -118,6 +118,12 @@ class XentralSource:
             )
         return found[0]
 
+    def _register_or_none(self, event: XentralCardPayment) -> str | None:
+        try:
+            return self.register_for(event)
+        except PermanentFailure:
+            return None
+
     def connector_for(self, register: str) -> tuple[str, bool]:
         """``(connector, fallback)``: the register's terminal if it is a connector, else fake."""
         terminal = self.config.registers[register].terminal
@@ -133,21 +139,22 @@ class XentralSource:
             await self._settle(ctx, item, INVALID, None, {"code": exc.code}, error=exc.message)
             return
         if isinstance(event, UnsupportedXentralEvent):
-            result = {"reason": f"event type {event.event_type} is not processed"}
-            await self._settle(ctx, item, IGNORED, event.event_type, result)
+            ignored = {"reason": f"event type {event.event_type} is not processed"}
+            await self._settle(ctx, item, IGNORED, event.event_type, ignored)
             return
-        register = self.register_for(event)
         if not event.starts_terminal_payment:
+            # Recorded only: no register is needed, so an unmapped project is no error here.
             mode = event.terminal_mode.value if event.terminal_mode else None
-            result = {
+            recorded = {
                 "reason": f"terminal mode {mode}: not sent to a terminal",
-                "register": register,
+                "register": self._register_or_none(event),
             }
-            await self._settle(ctx, item, RECORDED, event.event_type, result)
+            await self._settle(ctx, item, RECORDED, event.event_type, recorded)
             return
         if event.kind is PaymentKind.REFUND:
-            await self._record_refund(ctx, item, event, register)
+            await self._record_refund(ctx, item, event, self._register_or_none(event))
             return
+        register = self.register_for(event)
         try:
             await self._purchase(ctx, item, event, register)
         except IntegrityError:
@@ -221,7 +228,7 @@ class XentralSource:
             await self._mark(ctx, conn, item, PROCESSED, event.event_type, result)
 
     async def _record_refund(
-        self, ctx: JobContext, item: InboxItem, event: XentralCardPayment, register: str
+        self, ctx: JobContext, item: InboxItem, event: XentralCardPayment, register: str | None
     ) -> None:
         async with ctx.transaction() as conn:
             original = await _link(
