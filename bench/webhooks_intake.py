@@ -1,7 +1,7 @@
 """Benchmark: webhook intake (verified, stored durably, 2xx) on SQLite and PostgreSQL.
 
     .venv/bin/python bench/webhooks_intake.py [--engine sqlite|postgres|both] [--seconds 8]
-        [--connections 64] [--rate 1000] [--pg-admin-url URL]
+        [--connections 64] [--rate 1000] [--pg-admin-url URL] [--gc-freeze]
 
 Per engine: two uvicorn server processes (httptools, uvloop, no access log) serve the real
 bridge app (``create_app(build_runtime(...))``, API only, no worker); a separate load process on
@@ -17,6 +17,10 @@ Then the same two measurements against the **baseline**: the seed guide's Flask 
 the terminal call, i.e. parse the JSON body and answer 200, storing nothing. Flask is not
 installed, so the baseline is a minimal Starlette app under the same uvicorn set-up; the ratio
 ``bridge / baseline`` shows what verification and durable storage cost.
+
+``--gc-freeze`` makes the servers call ``gc.freeze()`` once the app is built, so the collector
+stops re-scanning the hundreds of thousands of start-up objects (imports, FastAPI, SQLAlchemy)
+in its full collections; those pauses are most of the tail latency otherwise.
 
 After each bridge run the inbox is counted: every 200 must be a stored row. Targets (2 cores):
 >= 2,000/s SQLite, >= 3,000/s PostgreSQL, p99 <= 50 ms at 1,000/s. Run by hand; never a timed
@@ -361,7 +365,14 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--rate", type=float, default=1000.0)
     parser.add_argument("--pg-admin-url", default=PG_ADMIN)
+    parser.add_argument(
+        "--gc-freeze",
+        action="store_true",
+        help="call gc.freeze() in the servers after start-up (not done by `tillbridge serve` yet)",
+    )
     args = parser.parse_args()
+    if args.gc_freeze:
+        os.environ["BENCH_GC_FREEZE"] = "1"  # inherited by the server processes
     loadavg = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(
         f"{platform.node()}: {os.cpu_count()} cpus, Python {platform.python_version()}, "

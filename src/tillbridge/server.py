@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import signal
 import sys
 from collections.abc import Iterator
@@ -71,6 +72,10 @@ async def run_server(settings: Settings, *, host: str, port: int, worker: bool =
     rt = build_runtime(settings)
     configure_logging(settings, redactor=rt.redactor)
     app = create_app(rt)
+    # Everything built so far lives as long as the process: move it out of the collector's
+    # reach so full collections stay short (measurably lower p99 under load).
+    gc.collect()
+    gc.freeze()
     config = uvicorn.Config(
         app, host=host, port=port, log_config=None, access_log=False, lifespan="on"
     )

@@ -21,7 +21,12 @@ def write(tmp_path: Path, text: str) -> Path:
 def test_example_config_is_valid_once_its_secrets_exist(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    for var in ("TILLBRIDGE_ZVT_PASSWORD", "TILLBRIDGE_AFTERPAY_SECRET", "TILLBRIDGE_SUBSCRIBER_SECRET"):
+    for var in (
+        "TILLBRIDGE_ZVT_PASSWORD",
+        "TILLBRIDGE_AFTERPAY_SECRET",
+        "TILLBRIDGE_SUBSCRIBER_SECRET",
+        "TILLBRIDGE_XENTRAL_WEBHOOK_SECRET",
+    ):
         monkeypatch.setenv(var, "s3cret-value")
     secret_file = tmp_path / "xentral_api_key"
     secret_file.write_text("k\n")

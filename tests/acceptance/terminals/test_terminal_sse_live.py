@@ -61,7 +61,7 @@ async def test_live_event_stream_over_a_real_server(sqlite_url: str, sim: Simula
                         seen.append(ev)
                         if ev["event"] == "prompt" and ev["data"]["code"] == INSERT_CARD:
                             # The payment is provably still running: it waits for this card.
-                            assert sim.terminal.card_waiting.is_set()
+                            await asyncio.wait_for(sim.terminal.card_waiting.wait(), 20)
                             sim.terminal.release_card()
     finally:
         stop.set()
