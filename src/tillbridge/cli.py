@@ -145,7 +145,7 @@ def apikey_create(
         rt = _runtime()
         try:
             async with rt.db.write() as conn:
-                record, plaintext = await apikeys.create_key(conn, name, scope)
+                _record, plaintext = await apikeys.create_key(conn, name, scope)
             return plaintext
         finally:
             await rt.close()

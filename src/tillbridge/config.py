@@ -1,4 +1,4 @@
-"""The merchant configuration: stores, registers, terminals, connectors, providers, ERPs, subscribers.
+"""The merchant configuration: stores, registers, terminals, connectors, providers, ERPs, hooks.
 
 One TOML file (``TILLBRIDGE_CONFIG``, default ``./tillbridge.toml``), validated strictly: an unknown
 key is an error (a typo must not silently disable a setting). Secrets are never written inline;
@@ -113,7 +113,7 @@ class Erp(_Strict):
     @model_validator(mode="after")
     def _webhook_secrets_only_for_xentral(self) -> Erp:
         if self.webhook_secrets and self.type != "xentral":
-            raise ValueError("webhook_secrets is only used by type = \"xentral\"")
+            raise ValueError('webhook_secrets is only used by type = "xentral"')
         return self
 
 

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import gc
 import signal
+import socket
 import sys
 from collections.abc import Iterator
 
@@ -29,8 +30,16 @@ from tillbridge.store.migrate import require_current
 class _Server(uvicorn.Server):
     """uvicorn without its own signal handling: a SIGTERM is a normal, graceful stop (exit 0)."""
 
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.bound = asyncio.Event()
+
     def request_exit(self) -> None:
         self.should_exit = True
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        self.bound.set()  # listening now (or startup failed and should_exit is set)
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -89,11 +98,12 @@ async def run_server(settings: Settings, *, host: str, port: int, worker: bool =
     serving = asyncio.create_task(server.serve(), name="tillbridge-http")
     try:
         # Announce only once the socket is bound, so whoever reads the banner can connect.
-        while not server.started and not serving.done():
-            await asyncio.sleep(0.02)
+        bound = asyncio.create_task(server.bound.wait())
+        await asyncio.wait({bound, serving}, return_when=asyncio.FIRST_COMPLETED)
+        bound.cancel()
         if server.started:
-            bound = server.servers[0].sockets[0].getsockname() if server.servers else (host, port)
-            _banner(rt, host, int(bound[1]), worker)
+            addr = server.servers[0].sockets[0].getsockname() if server.servers else (host, port)
+            _banner(rt, host, int(addr[1]), worker)
         await serving
     finally:
         stop.set()

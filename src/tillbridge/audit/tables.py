@@ -12,23 +12,17 @@ serves the ``since`` filter and the retention purge. Listing newest first uses t
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from sqlalchemy import (
     JSON,
-    BigInteger,
     Column,
-    DateTime,
-    Dialect,
     Index,
-    Integer,
     String,
     Table,
 )
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.types import TypeDecorator
 
 from tillbridge.store.metadata import metadata
+from tillbridge.store.types import BigId, UTCDateTime
 
 __all__ = [
     "ACTION_LEN",
@@ -46,36 +40,9 @@ SUBJECT_ID_LEN = 200
 REQUEST_ID_LEN = 200
 
 
-class _UTCDateTime(TypeDecorator[datetime]):
-    """Timezone-aware UTC timestamps on both engines.
-
-    PostgreSQL stores ``timestamptz``. SQLite has no timestamp type: values are stored as naive
-    UTC text in SQLAlchemy's one fixed-width format, so ``occurred_at < :cutoff`` stays correct
-    as a string comparison. Naive datetimes are refused rather than guessed.
-    """
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("audit timestamps must be timezone-aware")
-        value = value.astimezone(UTC)
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
-
-    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            return value.replace(tzinfo=UTC)
-        return value.astimezone(UTC)
-
-
 # SQLite only autoincrements an INTEGER PRIMARY KEY; PostgreSQL wants BIGINT for a table that
 # grows by several rows per payment for a year or more.
-_BigId = BigInteger().with_variant(Integer, "sqlite")
+_BigId = BigId
 # none_as_null: a missing payload is SQL NULL, not the JSON text 'null'.
 _Payload = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
 
@@ -83,7 +50,7 @@ audit_log = Table(
     "audit_log",
     metadata,
     Column("id", _BigId, primary_key=True, autoincrement=True),
-    Column("occurred_at", _UTCDateTime(), nullable=False),
+    Column("occurred_at", UTCDateTime(), nullable=False),
     # api key name, "system", "worker" or "operator:<name>"
     Column("actor", String(ACTOR_LEN), nullable=False),
     # dotted event name: "payment.state_changed", "http.outbound", "apikey.created"...

@@ -28,7 +28,6 @@ from tillbridge.domain.states import (
 from tillbridge.errors import IllegalTransition, RefundExceedsCapture, ValidationError
 from tillbridge.money import Money
 
-
 _REFUND_STATES = frozenset({PaymentState.PARTIALLY_REFUNDED, PaymentState.REFUNDED})
 
 

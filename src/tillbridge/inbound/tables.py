@@ -25,7 +25,6 @@ from typing import Final
 
 from sqlalchemy import (
     JSON,
-    BigInteger,
     Boolean,
     Column,
     Index,
@@ -38,8 +37,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
-from tillbridge.queue.tables import UTCDateTime
 from tillbridge.store.metadata import metadata
+from tillbridge.store.types import BigId, UTCDateTime
 
 QUEUED: Final = "queued"
 RETRYING: Final = "retrying"
@@ -54,7 +53,7 @@ INBOX_STATUSES: Final = (QUEUED, RETRYING, PROCESSED, RECORDED, IGNORED, INVALID
 #: Processing has finished one way or another (an operator may still replay).
 SETTLED: Final = frozenset({PROCESSED, RECORDED, IGNORED, INVALID, DUPLICATE, DEAD})
 
-_BigId = BigInteger().with_variant(Integer, "sqlite")
+_BigId = BigId
 _Json = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
 
 webhook_inbox = Table(

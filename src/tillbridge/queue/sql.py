@@ -55,11 +55,11 @@ from tillbridge.queue.tables import (
     RUNNING,
     SUCCEEDED,
     TODO,
-    UTCDateTime,
     job_errors,
     jobs,
     status_in,
 )
+from tillbridge.store.types import UTCDateTime
 
 
 def _lit(status: str) -> ColumnElement[str]:

@@ -24,17 +24,13 @@ prove a query's ``status IN (...)`` implies a partial index's predicate.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
     JSON,
-    BigInteger,
     CheckConstraint,
     Column,
     ColumnElement,
-    DateTime,
-    Dialect,
     ForeignKey,
     Index,
     Integer,
@@ -45,9 +41,9 @@ from sqlalchemy import (
     literal_column,
 )
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.types import TypeDecorator
 
 from tillbridge.store.metadata import metadata
+from tillbridge.store.types import BigId, UTCDateTime
 
 TODO = "todo"
 RUNNING = "running"
@@ -65,35 +61,8 @@ ACTIVE = (TODO, FAILED, RUNNING)
 FINAL = (SUCCEEDED, DEAD, CANCELLED)
 
 
-class UTCDateTime(TypeDecorator[datetime]):
-    """Timezone-aware UTC timestamps on both engines.
-
-    PostgreSQL stores ``timestamptz``. SQLite has no timestamp type: values are stored as naive UTC
-    text in one fixed format, so comparisons in SQL (``run_after <= :now``) stay correct as plain
-    string comparisons. Naive datetimes are refused: a guessed timezone is a silent scheduling bug.
-    """
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("job timestamps must be timezone-aware")
-        value = value.astimezone(UTC)
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
-
-    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            return value.replace(tzinfo=UTC)
-        return value.astimezone(UTC)
-
-
 # SQLite only autoincrements INTEGER PRIMARY KEY; PostgreSQL wants BIGINT for a busy table.
-_BigId = BigInteger().with_variant(Integer, "sqlite")
+_BigId = BigId
 _Json = JSON().with_variant(JSONB(), "postgresql")
 
 

@@ -6,7 +6,6 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Column,
-    DateTime,
     ForeignKey,
     Index,
     Integer,
@@ -18,10 +17,10 @@ from sqlalchemy import (
 )
 
 from tillbridge.store.metadata import metadata
+from tillbridge.store.types import BigId as BigId  # re-exported for older table modules
+from tillbridge.store.types import UTCDateTime
 
-# SQLite only autoincrements INTEGER PRIMARY KEY; PostgreSQL wants BIGINT for long-lived tables.
-BigId = BigInteger().with_variant(Integer, "sqlite")
-UtcDateTime = DateTime(timezone=True)
+UtcDateTime = UTCDateTime()
 
 payments = Table(
     "payments",

@@ -26,8 +26,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
-from tillbridge.queue.tables import UTCDateTime
 from tillbridge.store.metadata import metadata
+from tillbridge.store.types import BigId, UTCDateTime
 
 # Delivery statuses.
 PENDING: Final = "pending"  # first attempt not made yet
@@ -38,7 +38,7 @@ SKIPPED: Final = "skipped"  # the subscriber is disabled; redeliver after enabli
 
 DELIVERY_STATUSES: Final = (PENDING, RETRYING, SUCCEEDED, DEAD, SKIPPED)
 
-_BigId = BigInteger().with_variant(Integer, "sqlite")
+_BigId = BigId
 _Json = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
 
 webhook_events = Table(
@@ -79,7 +79,7 @@ webhook_delivery_attempts = Table(
     Column("id", _BigId, primary_key=True, autoincrement=True),
     Column(
         "delivery_id",
-        BigInteger().with_variant(Integer, "sqlite"),
+        BigId,
         ForeignKey("webhook_deliveries.id", ondelete="CASCADE"),
         nullable=False,
     ),

@@ -9,15 +9,15 @@ charging again.
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, ForeignKey, Index, Integer, String, Table
+from sqlalchemy import BigInteger, Column, ForeignKey, Index, String, Table
 
-from tillbridge.queue.tables import UTCDateTime
 from tillbridge.store.metadata import metadata
+from tillbridge.store.types import BigId, UTCDateTime
 
 xentral_pos_payments = Table(
     "xentral_pos_payments",
     metadata,
-    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("id", BigId, primary_key=True),
     Column("inbox_id", BigInteger, nullable=False, unique=True),
     Column("payment_id", String(40), ForeignKey("payments.id"), nullable=False),
     Column("account", String(64), nullable=False),
