@@ -28,7 +28,9 @@ from sqlalchemy import (
 )
 
 from tillbridge.store.metadata import metadata
-from tillbridge.store.tables import BigId, UtcDateTime
+from tillbridge.store.types import BigId, UTCDateTime
+
+UtcDateTime = UTCDateTime()
 
 terminal_payments = Table(
     "terminal_payments",
