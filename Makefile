@@ -19,7 +19,7 @@ run: .venv/.synced
 	.venv/bin/tillbridge db upgrade
 	.venv/bin/tillbridge serve
 
-test: .venv/.synced
+test: .venv/.synced lint
 	.venv/bin/pytest
 
 lint: .venv/.synced

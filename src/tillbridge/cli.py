@@ -19,7 +19,7 @@ from rich.console import Console
 
 from tillbridge.cli_jobs import jobs_app
 from tillbridge.cli_simulate import simulate_app
-from tillbridge.cli_terminals import terminals_app
+from tillbridge.cli_terminals import simulate_zvt, terminals_app
 from tillbridge.cli_webhooks import webhooks_app
 from tillbridge.config import check_config
 from tillbridge.errors import BridgeError
@@ -42,6 +42,7 @@ app.add_typer(config_app, name="config")
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(payments_app, name="payments")
 app.add_typer(webhooks_app, name="webhooks")
+simulate_app.command("zvt")(simulate_zvt)
 app.add_typer(simulate_app, name="simulate")
 app.add_typer(terminals_app, name="terminals")
 

@@ -64,7 +64,10 @@ async def test_rolled_back_create_leaves_nothing(db: Database) -> None:
     with pytest.raises(RuntimeError):
         async with db.write() as conn:
             await svc.create(
-                conn, NewPayment(Money(100, "EUR"), "R", "fake", {}), actor="t", idempotency_key=None
+                conn,
+                NewPayment(Money(100, "EUR"), "R", "fake", {}),
+                actor="t",
+                idempotency_key=None,
             )
             raise RuntimeError("boom")
     async with db.read() as conn:
@@ -85,7 +88,7 @@ async def test_rolled_back_create_leaves_nothing(db: Database) -> None:
 async def test_execute_applies_the_outcome(
     db: Database, minor: int, state: PaymentState, outcome: Outcome
 ) -> None:
-    svc, fake = service(db)
+    svc, _fake = service(db)
     pid, op_id = await create(svc, db, minor)
     await svc.execute(pid, op_id)
     async with db.read() as conn:
