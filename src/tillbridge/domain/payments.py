@@ -135,7 +135,11 @@ class Payment:
             )
         self.state = target
         self.updated_at = now
-        if reason is not None:
+        if target in (PaymentState.AUTHORIZED, PaymentState.CAPTURED):
+            # A payment that went through has no failure, whatever an earlier step reported
+            # (an unknown outcome's "timeout" is not a reason once recovery found it approved).
+            self.failure_reason = None
+        elif reason is not None:
             self.failure_reason = reason
         if target == PaymentState.CAPTURED and self.captured_minor == 0:
             self.captured_minor = self.amount.minor
