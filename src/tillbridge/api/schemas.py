@@ -12,12 +12,14 @@ response must be byte-identical on replay); the pydantic response models exist f
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any, Final
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue, StrictInt, StrictStr
 
 from tillbridge.domain.payments import Payment
+from tillbridge.domain.views import iso_utc as iso_utc  # re-exported for routers
+from tillbridge.domain.views import payment_dict as payment_dict
 from tillbridge.money import MAX_MINOR, is_currency
 
 #: Limits of ``metadata``: it is a label bag for the merchant, not a document store.
@@ -113,29 +115,6 @@ class PaymentList(BaseModel):
 
     data: list[PaymentOut]
     next_cursor: str | None
-
-
-def iso_utc(value: datetime) -> str:
-    """``2025-01-31T12:00:00.123456Z``: UTC with a ``Z``, microseconds kept."""
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def payment_dict(p: Payment) -> dict[str, Any]:
-    """The JSON object for ``p`` (field order as documented)."""
-    return {
-        "id": p.id,
-        "state": str(p.state),
-        "amount": p.amount.minor,
-        "currency": p.currency,
-        "reference": p.reference,
-        "connector": p.connector,
-        "metadata": p.metadata,
-        "captured_amount": p.captured_minor,
-        "refunded_amount": p.refunded_minor,
-        "failure_reason": p.failure_reason,
-        "created_at": iso_utc(p.created_at),
-        "updated_at": iso_utc(p.updated_at),
-    }
 
 
 def dumps(value: Any) -> bytes:

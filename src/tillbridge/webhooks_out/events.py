@@ -33,6 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from tillbridge.config import SecretRef
 from tillbridge.domain.payments import Payment
 from tillbridge.domain.states import PaymentState
+from tillbridge.domain.views import iso_utc, payment_dict
 from tillbridge.errors import ConfigError
 from tillbridge.queue import enqueue
 from tillbridge.webhooks_out.tables import (
@@ -96,28 +97,6 @@ def event_type_for(payment: Payment, previous: PaymentState | None) -> str | Non
     return _STATE_EVENTS.get(payment.state)
 
 
-def iso_utc(value: datetime) -> str:
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def payment_data(p: Payment) -> dict[str, Any]:
-    """The payment as an event carries it (the same fields as the payments API)."""
-    return {
-        "id": p.id,
-        "state": str(p.state),
-        "amount": p.amount.minor,
-        "currency": p.currency,
-        "reference": p.reference,
-        "connector": p.connector,
-        "metadata": p.metadata,
-        "captured_amount": p.captured_minor,
-        "refunded_amount": p.refunded_minor,
-        "failure_reason": p.failure_reason,
-        "created_at": iso_utc(p.created_at),
-        "updated_at": iso_utc(p.updated_at),
-    }
-
-
 def new_event_id() -> str:
     # No dots or spaces: the id is part of the signed content "{id}.{timestamp}.{body}".
     return "msg_" + secrets.token_hex(12)
@@ -146,7 +125,7 @@ class EventPublisher:
             return
         now = self.clock()
         body = json.dumps(
-            {"type": event_type, "timestamp": iso_utc(now), "data": payment_data(payment)},
+            {"type": event_type, "timestamp": iso_utc(now), "data": payment_dict(payment)},
             separators=(",", ":"),
             ensure_ascii=False,
             default=str,
