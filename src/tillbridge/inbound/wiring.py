@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from tillbridge.erp.xentral.source import (
-    FALLBACK_CONNECTOR,
     SOURCE,
     XentralSource,
     xentral_accounts,
@@ -28,7 +27,6 @@ from tillbridge.erp.xentral.sync import (
     XentralSync,
     writeback_listener,
 )
-from tillbridge.gateways.fake import FakeConnector
 from tillbridge.inbound.inbox import PROCESS_JOB
 from tillbridge.inbound.intake import SecretSource, WebhookIntake
 from tillbridge.inbound.processing import PROCESS_RETRY, InboxProcessor, make_handler
@@ -84,10 +82,6 @@ def build_integrations(rt: Runtime, *, settings: InboundSettings | None = None) 
     cfg = rt.config
     inbound_settings = settings or InboundSettings()
     accounts = xentral_accounts(cfg)
-    if accounts and FALLBACK_CONNECTOR not in rt.connectors:
-        # Not logged here: runtimes are built by every CLI command, before logging is set up.
-        # Each payment that falls back says so (metadata and a warning from the worker).
-        rt.connectors[FALLBACK_CONNECTOR] = FakeConnector(name=FALLBACK_CONNECTOR)
     secrets = {
         name: SecretSource(cfg.erp[name].webhook_secrets, inbound_settings.secret_ttl_s)
         for name in accounts

@@ -103,6 +103,10 @@ name = "Shop"
 store = "shop"
 xentral_project = "1"
 
+# A test installation: the register has no terminal, so sales run on the sandbox on purpose.
+[connectors.fake]
+type = "fake"
+
 [erp.xpos]
 type = "xentral"
 url = "{xentral_url}"

@@ -174,6 +174,20 @@ async def test_unmapped_project_dead_letters_then_replays_after_the_fix(
         assert row["status"] == "processed" and row["replays"] == 1
 
 
+async def test_no_terminal_and_no_configured_sandbox_dead_letters_without_a_payment(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Never "pay" a real Xentral sale on the sandbox just because a terminal is missing."""
+    set_secret_env(monkeypatch)
+    cfg = make_config().model_copy(update={"connectors": {}})
+    async with open_bridge(db_url, cfg) as b:
+        await b.send_sale()
+        await b.work()
+        (row,) = await inbox_rows(b)
+        assert row["status"] == "dead" and "has no terminal" in row["error"]
+        assert await all_payments(b) == []
+
+
 async def test_crash_after_the_inbox_commit_processes_exactly_once_after_restart(
     bridge: Bridge,
 ) -> None:

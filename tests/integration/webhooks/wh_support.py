@@ -29,7 +29,7 @@ from tillbridge.money import Money
 from tillbridge.observability.redaction import Redactor
 from tillbridge.outbound import BreakerConfig, BreakerRegistry
 from tillbridge.queue import Worker
-from tillbridge.runtime import Runtime
+from tillbridge.runtime import Runtime, build_connectors
 from tillbridge.services import apikeys
 from tillbridge.settings import Settings
 from tillbridge.simulators.xentral import (
@@ -84,7 +84,9 @@ def make_config(
     return MerchantConfig(
         stores={"shop": Store(name="Shop")},
         registers=registers,
-        connectors={"lane-term": Connector(type="fake")} if terminal_connector else {},
+        # The sandbox is configured on purpose: registers without a terminal fall back to it.
+        connectors={"fake": Connector(type="fake")}
+        | ({"lane-term": Connector(type="fake")} if terminal_connector else {}),
         erp={
             ACCOUNT: Erp(
                 type="xentral",
@@ -162,7 +164,7 @@ async def open_bridge(
     url: str, config: MerchantConfig, *, connectors: dict[str, Any] | None = None
 ) -> AsyncIterator[Bridge]:
     clock = MovableClock()
-    conns = dict(connectors or {})
+    conns = build_connectors(config) | dict(connectors or {})
     runtime = Runtime(
         settings=Settings(database_url=url, redact_values=[]),
         config=config,

@@ -20,8 +20,9 @@ an event type other than ``pos.cardPaymentCaptured`` ``ignored``: stored and ack
 
 The register is the one whose ``xentral_project`` equals the event's ``project.id`` or
 ``project.number``. Its ``terminal`` names the payment's connector when such a connector exists;
-otherwise the payment runs on the built-in ``fake`` connector (until terminal connectors land),
-and the payment says so in ``metadata.connector_fallback``.
+otherwise, only where ``[connectors.fake]`` is configured on purpose, the payment runs on the
+``fake`` sandbox and says so in ``metadata.connector_fallback``; without it the event is
+dead-lettered with the fix (see :meth:`XentralPosSource.connector_for`).
 
 Exactly once: the payment, the link row (unique per inbox row, and per Xentral ``guid`` when
 there is one), the row's status and the job's completion commit in one transaction. Running the
@@ -125,11 +126,23 @@ class XentralSource:
             return None
 
     def connector_for(self, register: str) -> tuple[str, bool]:
-        """``(connector, fallback)``: the register's terminal if it is a connector, else fake."""
+        """``(connector, fallback)``: the register's terminal; the sandbox only if configured.
+
+        A register without a terminal falls back to the ``fake`` sandbox only when the operator
+        configured ``[connectors.fake]`` on purpose (a test installation). Otherwise the event
+        is dead-lettered with the fix: silently "paying" on a sandbox would mark a real Xentral
+        invoice paid with no money moved.
+        """
         terminal = self.config.registers[register].terminal
         if terminal is not None and terminal in self.connectors:
             return terminal, False
-        return FALLBACK_CONNECTOR, True
+        if FALLBACK_CONNECTOR in self.config.connectors:
+            return FALLBACK_CONNECTOR, True
+        raise PermanentFailure(
+            f"register {register} has no terminal the bridge can drive: set "
+            f"registers.{register}.terminal (or configure [connectors.fake] for a test "
+            "installation), restart, then `tillbridge webhooks replay`"
+        )
 
     async def process(self, ctx: JobContext, item: InboxItem) -> None:
         """Process one row; idempotent and exactly once (see the module docstring)."""
