@@ -310,3 +310,34 @@ async def test_recorded_events_need_no_register(bridge: Bridge) -> None:
     rows = await inbox_rows(bridge)
     assert [r["status"] for r in rows] == ["recorded", "recorded"]
     assert all(r["result"]["register"] is None for r in rows)
+
+
+async def test_a_refund_at_a_register_with_a_terminal_pays_back_on_the_terminal(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``refund`` from Xentral POS becomes a card refund on the register's ZVT terminal."""
+    from tillbridge.simulators.zvt import serve_tcp
+
+    set_secret_env(monkeypatch)
+    sim = await serve_tcp("127.0.0.1", 0)
+    try:
+        cfg = make_config().model_copy(
+            update={
+                "terminals": {
+                    "lane-zvt": Terminal(protocol="zvt", host="127.0.0.1", port=sim.port)
+                },
+                "registers": {
+                    "lane1": Register(store="shop", terminal="lane-zvt", xentral_project="1")
+                },
+            }
+        )
+        async with open_bridge(db_url, cfg) as b:
+            await b.send_sale(operation="refund", document_number="888")
+            await b.work()
+            (p,) = await all_payments(b)
+            (row,) = await inbox_rows(b)
+    finally:
+        await sim.close()
+    assert row["status"] == "processed" and row["result"]["payment_id"] == p.id
+    assert p.connector == "lane-zvt" and p.state == PaymentState.REFUNDED
+    assert p.refunded_minor == p.amount.minor

@@ -42,6 +42,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tillbridge.audit.log import record as audit_record
 from tillbridge.config import MerchantConfig
+from tillbridge.domain.states import OperationKind
 from tillbridge.erp.xentral.mapping import (
     PaymentKind,
     UnsupportedXentralEvent,
@@ -61,8 +62,8 @@ log = structlog.get_logger("tillbridge.xentral")
 SOURCE: Final = "xentral"
 FALLBACK_CONNECTOR: Final = "fake"
 REFUND_NOT_SUPPORTED: Final = (
-    "refunds from Xentral POS are not supported yet: refund on the terminal, then record it in "
-    "Xentral"
+    "refunds are not supported at a register without a terminal: refund at a terminal, then "
+    "record it in Xentral"
 )
 
 
@@ -165,7 +166,12 @@ class XentralSource:
             await self._settle(ctx, item, RECORDED, event.event_type, recorded)
             return
         if event.kind is PaymentKind.REFUND:
-            await self._record_refund(ctx, item, event, self._register_or_none(event))
+            register_or_none = self._register_or_none(event)
+            if register_or_none is not None and self._has_terminal(register_or_none):
+                # A card refund at the register: the terminal pays the amount back to the card.
+                await self._purchase(ctx, item, event, register_or_none, OperationKind.REFUND)
+            else:
+                await self._record_refund(ctx, item, event, register_or_none)
             return
         register = self.register_for(event)
         try:
@@ -175,8 +181,18 @@ class XentralSource:
             # transaction rolled back. Looking again finds it and settles this row as duplicate.
             await self._purchase(ctx, item, event, register)
 
+    def _has_terminal(self, register: str) -> bool:
+        """True if the register's terminal is driven by the terminal engine (it can refund)."""
+        terminal = self.config.registers[register].terminal
+        return terminal is not None and terminal in self.payments.delegates
+
     async def _purchase(
-        self, ctx: JobContext, item: InboxItem, event: XentralCardPayment, register: str
+        self,
+        ctx: JobContext,
+        item: InboxItem,
+        event: XentralCardPayment,
+        register: str,
+        kind: OperationKind = OperationKind.PURCHASE,
     ) -> None:
         connector, fallback = self.connector_for(register)
         async with ctx.transaction() as conn:
@@ -214,6 +230,7 @@ class XentralSource:
                     reference=event.payment_reference,
                     connector=connector,
                     metadata=metadata,
+                    kind=kind,
                 ),
                 actor=f"webhook:{SOURCE}/{item.account}",
                 idempotency_key=None,
