@@ -188,8 +188,3 @@ async def test_simulated_xentral_sales_are_received_processed_and_written_back(
     assert "processed" in table and "xpos" in table
     assert run(["webhooks", "deliveries"], env, check=True).returncode == 0
     assert run(["webhooks", "subscribers", "--json"], env, check=True).stdout.strip() == "[]"
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"

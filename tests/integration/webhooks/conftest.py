@@ -9,11 +9,6 @@ from wh_support import Bridge, make_config, open_bridge, set_secret_env
 
 
 @pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
 async def bridge(db_url: str, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Bridge]:
     """A bridge with one Xentral account (``xpos``), register ``lane1`` = project 1."""
     set_secret_env(monkeypatch)

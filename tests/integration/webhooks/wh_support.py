@@ -9,15 +9,14 @@ receivers.
 from __future__ import annotations
 
 import contextlib
-import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx2
-import uvicorn
 from fastapi import FastAPI
+from local_http import serve_asgi as serve_asgi  # re-exported for the webhook tests
 from sqlalchemy import func, select
 from sqlalchemy.sql.schema import Table
 
@@ -190,36 +189,6 @@ async def open_bridge(
     async with httpx2.AsyncClient(transport=transport, base_url="http://bridge.test") as client:
         yield Bridge(runtime, app, client, clock, admin_key, reader_key, sim)
     await runtime.close()
-
-
-# real local HTTP servers ---------------------------------------------------------------------
-
-
-def _listening_socket() -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(64)
-    sock.setblocking(False)
-    return sock
-
-
-@contextlib.asynccontextmanager
-async def serve_asgi(app: Any) -> AsyncIterator[str]:
-    """Serve ``app`` with uvicorn on 127.0.0.1, port 0, in this event loop; yield its URL.
-
-    The socket is listening before the server starts, so clients can connect at once.
-    """
-    sock = _listening_socket()
-    config = uvicorn.Config(app, lifespan="off", log_config=None, http="h11", ws="none")
-    config.load()
-    server = uvicorn.Server(config)
-    server.lifespan = config.lifespan_class(config)
-    await server.startup(sockets=[sock])
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        await server.shutdown(sockets=[sock])
 
 
 async def no_sleep(_seconds: float) -> None:

@@ -16,11 +16,6 @@ import pytest
 from tillbridge.outbound import OutboundClient
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 class FakeTime:
     def __init__(self) -> None:
         self.now = 1000.0  # monotonic

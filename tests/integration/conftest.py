@@ -1,28 +1,22 @@
-"""Fixtures: the ZVT simulator on a real TCP socket, and a real PTY pair from socat."""
+"""Fixtures shared by the ZVT and terminal-engine tests: simulators on real sockets and PTYs."""
 
 from __future__ import annotations
 
 import asyncio
 import re
 import shutil
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import anyio
 import pytest
-from zvt_support import SimFactory
 
 from tillbridge.simulators.zvt import SimulatorHandle, serve_tcp
 
 
 @pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
-async def start_sim() -> AsyncIterator[SimFactory]:
-    """Start simulators on 127.0.0.1 with any free port; all are closed after the test."""
+async def start_sim() -> AsyncIterator[Callable[..., Awaitable[SimulatorHandle]]]:
+    """Start ZVT simulators on 127.0.0.1 with any free port; all are closed after the test."""
     handles: list[SimulatorHandle] = []
 
     async def start(**knobs: Any) -> SimulatorHandle:
