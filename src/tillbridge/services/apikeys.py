@@ -102,24 +102,16 @@ def normalize_scopes(
     return wanted
 
 
-def _utc(value: datetime | None) -> datetime | None:
-    # SQLite hands back naive datetimes; everything stored is UTC.
-    if value is None:
-        return None
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-
-
 def _from_row(r: RowMapping) -> ApiKey:
-    created = _utc(r["created_at"])
-    assert created is not None
+    # Timestamps come back aware (UTC) from the UTCDateTime columns, on both engines.
     return ApiKey(
         id=r["id"],
         name=r["name"],
         prefix=r["prefix"],
         scopes=frozenset(str(r["scopes"]).split()),
-        created_at=created,
-        revoked_at=_utc(r["revoked_at"]),
-        last_used_at=_utc(r["last_used_at"]),
+        created_at=r["created_at"],
+        revoked_at=r["revoked_at"],
+        last_used_at=r["last_used_at"],
     )
 
 

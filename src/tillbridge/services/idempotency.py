@@ -130,12 +130,6 @@ def _advisory_lock_id(scope: IdempotencyScope) -> int:
     return int.from_bytes(digest[:8], "big", signed=True)
 
 
-def _utc(value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-
-
 async def begin(
     conn: AsyncConnection,
     scope: IdempotencyScope,
@@ -185,8 +179,8 @@ async def begin(
         )
         if row is None:
             continue  # deleted between our insert and select (purge): insert again
-        expires_at = _utc(row["expires_at"])
-        locked_until = _utc(row["locked_until"])
+        expires_at = row["expires_at"]
+        locked_until = row["locked_until"]
         assert expires_at is not None
         abandoned = row["status_code"] is None and (locked_until is None or locked_until <= now)
         if expires_at <= now or abandoned:

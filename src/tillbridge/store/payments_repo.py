@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import json
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, bindparam, insert, or_, select, update
@@ -32,8 +32,8 @@ def _payment_from_row(r: RowMapping) -> Payment:
         reference=r["reference"],
         connector=r["connector"],
         state=PaymentState(r["state"]),
-        created_at=_utc(r["created_at"]),
-        updated_at=_utc(r["updated_at"]),
+        created_at=r["created_at"],
+        updated_at=r["updated_at"],
         metadata=dict(r["metadata"] or {}),
         captured_minor=r["captured_minor"],
         refunded_minor=r["refunded_minor"],
@@ -41,11 +41,6 @@ def _payment_from_row(r: RowMapping) -> Payment:
         failure_reason=r["failure_reason"],
         version=r["version"],
     )
-
-
-def _utc(value: datetime) -> datetime:
-    # SQLite hands back naive datetimes; everything stored is UTC.
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 def _operation_from_row(r: RowMapping) -> Operation:
@@ -58,8 +53,8 @@ def _operation_from_row(r: RowMapping) -> Operation:
         idempotency_key=r["idempotency_key"],
         outcome=Outcome(r["outcome"]) if r["outcome"] else None,
         detail=dict(r["detail"] or {}),
-        created_at=_utc(r["created_at"]),
-        updated_at=_utc(r["updated_at"]),
+        created_at=r["created_at"],
+        updated_at=r["updated_at"],
     )
 
 
@@ -69,7 +64,7 @@ def _refund_from_row(r: RowMapping) -> Refund:
         payment_id=r["payment_id"],
         amount=Money(r["amount_minor"], r["currency"]),
         operation_id=r["operation_id"],
-        created_at=_utc(r["created_at"]),
+        created_at=r["created_at"],
         outcome=Outcome(r["outcome"]) if r["outcome"] else None,
         reason=r["reason"],
     )
