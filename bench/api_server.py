@@ -25,9 +25,9 @@ from sqlalchemy import create_engine
 
 from tillbridge.api import create_app
 from tillbridge.config import Connector, MerchantConfig
-from tillbridge.gateways.fake import FakeConnector
+from tillbridge.connectors.gateways.fake import FakeConnector
 from tillbridge.observability.redaction import Redactor
-from tillbridge.runtime import Runtime
+from tillbridge.app.runtime import Runtime
 from tillbridge.services import apikeys
 from tillbridge.settings import Settings
 from tillbridge.store.db import Database

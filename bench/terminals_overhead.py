@@ -38,20 +38,20 @@ from sqlalchemy import create_engine, select
 
 from tillbridge.config import MerchantConfig, Terminal
 from tillbridge.domain.states import PaymentState
-from tillbridge.jobs import build_registry
+from tillbridge.app.jobs import build_registry
 from tillbridge.money import Money
 from tillbridge.observability.logging import configure_logging
 from tillbridge.observability.redaction import Redactor
 from tillbridge.queue import Worker
-from tillbridge.runtime import Runtime
-from tillbridge.services.payments import NewPayment
+from tillbridge.app.runtime import Runtime
+from tillbridge.payments.engine import NewPayment
 from tillbridge.settings import Settings
 from tillbridge.simulators.zvt import SimulatorHandle, serve_tcp
 from tillbridge.store.db import Database, sync_url
 from tillbridge.store.schema import all_tables
 from tillbridge.store.tables import payments
-from tillbridge.terminals.contract import Outcome, PurchaseRequest
-from tillbridge.terminals.zvt import ZvtTerminal
+from tillbridge.connectors.terminals.contract import Outcome, PurchaseRequest
+from tillbridge.connectors.terminals.zvt import ZvtTerminal
 
 
 def pct(values: list[float], p: float) -> float:

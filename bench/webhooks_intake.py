@@ -68,7 +68,7 @@ def serve(kind: str, db_url: str, config: str) -> None:
     app: Any
     if kind == "bridge":
         from tillbridge.api import create_app
-        from tillbridge.runtime import build_runtime
+        from tillbridge.app.runtime import build_runtime
         from tillbridge.settings import Settings
 
         app = create_app(build_runtime(Settings(database_url=db_url, config=Path(config))))

@@ -18,9 +18,9 @@ import time
 
 from tillbridge.money import Money
 from tillbridge.simulators.zvt import PtSession, SimTerminal, SimulatorKnobs, serve_tcp
-from tillbridge.terminals.contract import Outcome, PurchaseRequest, TerminalResult
-from tillbridge.terminals.zvt import ZvtTerminal
-from tillbridge.terminals.zvt.link import ZvtLink, memory_link_pair
+from tillbridge.connectors.terminals.contract import Outcome, PurchaseRequest, TerminalResult
+from tillbridge.connectors.terminals.zvt import ZvtTerminal
+from tillbridge.connectors.terminals.zvt.link import ZvtLink, memory_link_pair
 
 
 async def _persist(result: TerminalResult) -> None:

@@ -6,7 +6,10 @@ they are references, ``{ env = "NAME" }`` or ``{ file = "/run/secrets/name" }``,
 configuration is loaded. :func:`check_config` reports every problem with its line in the file and
 what to do about it; ``tillbridge config check`` prints that report.
 
-Without a file the bridge runs on the built-in default: one ``fake`` connector (a sandbox).
+Sections whose entries are plugins (``connectors``, ``terminals``, ``providers``, ``erp``) take a
+``type`` that the connector registry (:mod:`tillbridge.app.registry`) maps to the entry's own
+model and factory: a type this build does not know is an error with its line, never ignored.
+Without a file the bridge runs on the registry's built-in default (the ``fake`` sandbox).
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, model_validator
 from pydantic import ValidationError as PydanticValidationError
@@ -65,56 +68,11 @@ class Store(_Strict):
     timezone: str = "UTC"
 
 
-class Terminal(_Strict):
-    protocol: Literal["zvt", "fake"]
-    store: Name | None = None
-    host: str | None = None
-    port: int = Field(default=20007, ge=1, le=65535)
-    serial: str | None = None
-    password: SecretRef | None = None
-    currency: str = "EUR"
-    charset: Literal["cp437", "latin-1"] = "cp437"
-
-    @model_validator(mode="after")
-    def _one_link(self) -> Terminal:
-        if self.protocol == "zvt" and (self.host is None) == (self.serial is None):
-            raise ValueError('a ZVT terminal needs exactly one of host = "..." or serial = "..."')
-        return self
-
-
 class Register(_Strict):
     store: Name
     terminal: Name | None = None
     #: Xentral project id or number whose POS events belong to this register.
     xentral_project: str | None = None
-
-
-class Connector(_Strict):
-    type: Literal["fake"]
-    latency_ms: int = Field(default=0, ge=0, le=60_000)
-
-
-class Provider(_Strict):
-    type: Literal["afterpay", "twocheckout"]
-    merchant_id: str
-    secret: SecretRef
-    sandbox: bool = True
-
-
-class Erp(_Strict):
-    type: Literal["odoo", "xentral"]
-    url: HttpUrl
-    api_key: SecretRef
-    database: str | None = None
-    #: Xentral only: the webhook signature key(s). Several during a key rotation; any one that
-    #: verifies is accepted. Without any, every delivery to this account is refused (401).
-    webhook_secrets: list[SecretRef] = Field(default_factory=list, max_length=5)
-
-    @model_validator(mode="after")
-    def _webhook_secrets_only_for_xentral(self) -> Erp:
-        if self.webhook_secrets and self.type != "xentral":
-            raise ValueError('webhook_secrets is only used by type = "xentral"')
-        return self
 
 
 class Subscriber(_Strict):
@@ -123,14 +81,68 @@ class Subscriber(_Strict):
     events: list[str] = Field(default_factory=lambda: ["*"])
 
 
+class PluginConfig(_Strict):
+    """One entry of a pluggable section. ``type`` names the registry entry that validates it
+    (with that entry's own model, a subclass of the section's base below) and builds it."""
+
+    type: str
+
+
+class ConnectorConfig(PluginConfig):
+    """``[connectors.NAME]``: sandboxes and generic connectors."""
+
+
+class TerminalConfig(PluginConfig):
+    """``[terminals.NAME]``: a card terminal on the shop floor."""
+
+    store: Name | None = None
+    currency: str = "EUR"
+
+
+class ProviderConfig(PluginConfig):
+    """``[providers.NAME]``: an online payment provider."""
+
+
+class ErpConfig(PluginConfig):
+    """``[erp.NAME]``: a system where sales are recorded (a source of payments, a sink)."""
+
+
+#: The sections whose entries are plugins, with the base class of their models.
+PLUGIN_SECTIONS: Final = {
+    "connectors": ConnectorConfig,
+    "terminals": TerminalConfig,
+    "providers": ProviderConfig,
+    "erp": ErpConfig,
+}
+#: Sections whose entry names are connector names (``"connector"`` of a payment).
+CONNECTOR_SECTIONS: Final = ("connectors", "terminals", "providers")
+
+
 class MerchantConfig(_Strict):
+    """The merchant configuration. Validate files with the model the registry builds
+    (:meth:`tillbridge.app.registry.Registry.config_model`): it knows every ``type``."""
+
     stores: dict[Name, Store] = Field(default_factory=dict)
     registers: dict[Name, Register] = Field(default_factory=dict)
-    terminals: dict[Name, Terminal] = Field(default_factory=dict)
-    connectors: dict[Name, Connector] = Field(default_factory=dict)
-    providers: dict[Name, Provider] = Field(default_factory=dict)
-    erp: dict[Name, Erp] = Field(default_factory=dict)
+    terminals: dict[Name, TerminalConfig] = Field(default_factory=dict)
+    connectors: dict[Name, ConnectorConfig] = Field(default_factory=dict)
+    providers: dict[Name, ProviderConfig] = Field(default_factory=dict)
+    erp: dict[Name, ErpConfig] = Field(default_factory=dict)
     subscribers: dict[Name, Subscriber] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_protocol_key(cls, data: Any) -> Any:
+        """``protocol = "zvt"`` was the terminal's type key before every section used ``type``."""
+        if isinstance(data, dict) and isinstance(data.get("terminals"), dict):
+            terminals = {}
+            for name, entry in data["terminals"].items():
+                if isinstance(entry, dict) and "protocol" in entry and "type" not in entry:
+                    entry = {"type": entry["protocol"], **entry}
+                    del entry["protocol"]
+                terminals[name] = entry
+            data = {**data, "terminals": terminals}
+        return data
 
     @model_validator(mode="after")
     def _references(self) -> MerchantConfig:
@@ -143,6 +155,16 @@ class MerchantConfig(_Strict):
         for name, term in self.terminals.items():
             if term.store is not None and term.store not in self.stores:
                 problems.append(f"terminals.{name}.store: no store named {term.store!r}")
+        seen: dict[str, str] = {}
+        for section in CONNECTOR_SECTIONS:
+            for name in getattr(self, section):
+                if name in seen:
+                    problems.append(
+                        f"{section}.{name}: the name is already used by {seen[name]}.{name}; a "
+                        "payment names its connector, so connector names must be unique across "
+                        "connectors, terminals and providers"
+                    )
+                seen.setdefault(name, section)
         if problems:
             raise ValueError("; ".join(problems))
         return self
@@ -152,20 +174,22 @@ class MerchantConfig(_Strict):
         return sorted({*self.connectors, *self.terminals, *self.providers})
 
     def secret_refs(self) -> list[tuple[str, SecretRef]]:
+        """Every secret reference of the file, with where it is (``erp.shop.api_key``)."""
         refs: list[tuple[str, SecretRef]] = []
-        for section in ("terminals", "providers", "erp", "subscribers"):
+        for section in (*PLUGIN_SECTIONS, "subscribers"):
             for name, item in getattr(self, section).items():
-                for field_name in ("password", "secret", "api_key"):
-                    ref = getattr(item, field_name, None)
-                    if isinstance(ref, SecretRef):
-                        refs.append((f"{section}.{name}.{field_name}", ref))
-                for i, ref in enumerate(getattr(item, "webhook_secrets", None) or ()):
-                    refs.append((f"{section}.{name}.webhook_secrets.{i}", ref))
+                for field_name in type(item).model_fields:
+                    value = getattr(item, field_name)
+                    where = f"{section}.{name}.{field_name}"
+                    if isinstance(value, SecretRef):
+                        refs.append((where, value))
+                    elif isinstance(value, list | tuple):
+                        refs.extend(
+                            (f"{where}.{i}", v)
+                            for i, v in enumerate(value)
+                            if isinstance(v, SecretRef)
+                        )
         return refs
-
-
-#: What the bridge runs on when no configuration file exists.
-DEFAULT_CONFIG = MerchantConfig(connectors={"fake": Connector(type="fake")})
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,8 +240,12 @@ def _locate(text: str, loc: tuple[str | int, ...]) -> int | None:
     return None
 
 
-def check_config(path: Path) -> tuple[MerchantConfig | None, list[ConfigProblem]]:
-    """Parse and validate the file; return the config (if valid) and every problem found."""
+def check_config(
+    path: Path, model: type[MerchantConfig] = MerchantConfig, *, secrets: bool = True
+) -> tuple[MerchantConfig | None, list[ConfigProblem]]:
+    """Parse and validate the file with ``model``; return the config (if valid) and every
+    problem found. With ``secrets`` every secret reference is resolved too (a missing one is a
+    problem); without, only the structure is checked."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -232,23 +260,17 @@ def check_config(path: Path) -> tuple[MerchantConfig | None, list[ConfigProblem]
             ConfigProblem(int(m.group(1)) if m else None, "syntax", str(exc), "fix the TOML syntax")
         ]
     try:
-        cfg = MerchantConfig.model_validate(data)
+        cfg = model.model_validate(data)
     except PydanticValidationError as exc:
         problems = []
         for err in exc.errors():
-            loc = tuple(err["loc"])
+            loc = _plain_loc(tuple(err["loc"]))
             where = ".".join(str(p) for p in loc) or "config"
-            problems.append(
-                ConfigProblem(
-                    _locate(text, loc),
-                    where,
-                    err["msg"],
-                    _FIXES.get(err["type"], "correct the value as described"),
-                )
-            )
+            message, fix = _explain(err)
+            problems.append(ConfigProblem(_locate(text, loc), where, message, fix))
         return None, problems
     problems = []
-    for where, ref in cfg.secret_refs():
+    for where, ref in cfg.secret_refs() if secrets else ():
         try:
             ref.resolve()
         except ConfigError as exc:
@@ -263,14 +285,37 @@ def check_config(path: Path) -> tuple[MerchantConfig | None, list[ConfigProblem]
     return cfg, problems
 
 
-def load_config(path: Path) -> MerchantConfig:
-    """The merchant config from ``path``, or :data:`DEFAULT_CONFIG` if the file does not exist.
+def _plain_loc(loc: tuple[str | int, ...]) -> tuple[str | int, ...]:
+    """Drop the union tag pydantic puts into the path of a typed entry:
+    ``("terminals", "lane1", "zvt", "port")`` is ``terminals.lane1.port`` in the file."""
+    if len(loc) >= 3 and loc[0] in PLUGIN_SECTIONS:
+        return (*loc[:2], *loc[3:])
+    return loc
+
+
+def _explain(err: Any) -> tuple[str, str]:
+    """A validation error in the merchant's words: what is wrong, and the fix."""
+    kind = err["type"]
+    ctx = err.get("ctx") or {}
+    if kind == "union_tag_invalid":
+        known = str(ctx.get("expected_tags", "")).replace("'", "")
+        return (
+            f"type {ctx.get('tag')!r} is not available in this build",
+            f"use one of the types this build knows: {known}"
+            if known
+            else "remove the section: this build has no types for it yet",
+        )
+    if kind == "union_tag_not_found":
+        return "the entry has no type", 'add type = "..." (see the commented example config)'
+    return err["msg"], _FIXES.get(kind, "correct the value as described")
+
+
+def load_config(path: Path, model: type[MerchantConfig] = MerchantConfig) -> MerchantConfig:
+    """The merchant config from ``path`` (which must exist), validated with ``model``.
 
     Raises :class:`ConfigError` listing every problem if the file is invalid.
     """
-    if not path.exists():
-        return DEFAULT_CONFIG
-    cfg, problems = check_config(path)
+    cfg, problems = check_config(path, model)
     if problems or cfg is None:
         report = "\n".join(p.render(path) for p in problems)
         raise ConfigError(f"invalid configuration:\n{report}", problems=len(problems))

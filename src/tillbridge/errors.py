@@ -7,6 +7,7 @@ branch, not on the leaf::
     ├── ConfigError                  the merchant config or the settings are wrong (fix and restart)
     ├── ValidationError              input that can never succeed as sent (maps to 4xx)
     │   ├── MoneyError               amount not exact for its currency, unknown currency, overflow
+    │   ├── NotSupported             the connector's capabilities do not include the operation
     │   └── ProtocolError            a peer sent bytes that do not follow the protocol
     ├── DomainError                  the request breaks a rule of the payment domain
     │   ├── IllegalTransition        a state change the transition table does not allow
@@ -71,6 +72,12 @@ class MoneyError(ValidationError):
     """The amount is not valid for its currency."""
 
     code = "invalid_amount"
+
+
+class NotSupported(ValidationError):
+    """The connector cannot do this (its capabilities say no)."""
+
+    code = "not_supported"
 
 
 class ProtocolError(ValidationError):

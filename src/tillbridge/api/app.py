@@ -16,11 +16,11 @@ from fastapi.routing import APIRoute
 
 from tillbridge.api import ops, payments, providers, terminals, webhook_deliveries, webhooks
 from tillbridge.api.auth import DEFAULT_CACHE_TTL_S, Authenticator
+from tillbridge.api.idempotent import BODY_MODELS
 from tillbridge.api.middleware import RequestContextMiddleware
 from tillbridge.api.problems import install_handlers, patch_openapi
-from tillbridge.api.schemas import PaymentCreate
+from tillbridge.app.runtime import Runtime
 from tillbridge.observability.metrics import observe_http_request
-from tillbridge.runtime import Runtime
 
 API_DESCRIPTION = """\
 Payments through tillbridge. Authenticate with `Authorization: Bearer <api key>`.
@@ -42,10 +42,11 @@ class TillbridgeAPI(FastAPI):
         if self.openapi_schema is None:
             schema = patch_openapi(super().openapi())
             comps = schema["components"]["schemas"]
-            body = PaymentCreate.model_json_schema(ref_template="#/components/schemas/{model}")
-            for name, sub in body.pop("$defs", {}).items():
-                comps.setdefault(name, sub)
-            comps["PaymentCreate"] = body
+            for model_name, model in BODY_MODELS.items():
+                body = model.model_json_schema(ref_template="#/components/schemas/{model}")
+                for name, sub in body.pop("$defs", {}).items():
+                    comps.setdefault(name, sub)
+                comps[model_name] = body
             self.openapi_schema = schema
         return self.openapi_schema
 

@@ -21,8 +21,8 @@ from starlette.responses import Response
 
 from tillbridge.api.problems import problem_doc
 from tillbridge.api.schemas import dumps
+from tillbridge.app.runtime import Runtime
 from tillbridge.observability.metrics import render_metrics
-from tillbridge.runtime import Runtime
 
 router = APIRouter(tags=["operations"])
 

@@ -1,51 +1,46 @@
-"""``/v1/payments``: create (idempotent), get, list and cancel. Thin: the services do the work.
-
-The create route reads and validates its body itself (``PaymentCreate.model_validate_json``)
-instead of declaring a FastAPI body parameter, for two reasons: authentication then runs
-*before* the body is parsed (an anonymous client learns nothing about our validation), and
-parsing JSON once in pydantic-core is cheaper than FastAPI's ``json.loads`` plus a second
-validation pass. The OpenAPI request body is declared by hand to match.
+"""``/v1/payments``: create (idempotent), get, list, cancel, and refunds. Thin: the engine
+does the work; every money route goes through :func:`~tillbridge.api.idempotent.idempotent_create`.
 """
 
 from __future__ import annotations
 
-import re
-from datetime import UTC, datetime
-from typing import Annotated, Final
+from datetime import datetime
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
-from pydantic import ValidationError as PydanticValidationError
 from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.responses import Response
 
 from tillbridge.api.auth import require_scope
-from tillbridge.api.problems import field_errors, problem_doc, problem_response, validation_response
+from tillbridge.api.idempotent import (
+    IDEMPOTENCY_KEY_DOC,
+    actor_of,
+    body_doc,
+    idempotent_create,
+    json_response,
+)
+from tillbridge.api.problems import problem_doc
 from tillbridge.api.schemas import (
     PaymentCreate,
     PaymentList,
     PaymentOut,
+    RefundCreate,
+    RefundList,
+    RefundOut,
     dumps,
     payment_dict,
     payment_json,
+    refund_dict,
 )
+from tillbridge.app.runtime import Runtime
+from tillbridge.clock import as_utc
 from tillbridge.domain.states import PaymentState
 from tillbridge.money import Money
-from tillbridge.runtime import Runtime
+from tillbridge.payments.engine import NewPayment
 from tillbridge.services.apikeys import SCOPE_READ, SCOPE_WRITE, ApiKey
-from tillbridge.services.idempotency import (
-    IdempotencyScope,
-    StoredResponse,
-    request_hash,
-    run_idempotent,
-)
-from tillbridge.services.payments import NewPayment
+from tillbridge.services.idempotency import StoredResponse
 from tillbridge.store import payments_repo
 from tillbridge.store.payments_repo import PaymentFilter
-
-JSON: Final = "application/json"
-CREATE_PATH: Final = "/v1/payments"
-# Printable ASCII, 1-255 characters (Starlette has already stripped surrounding whitespace).
-_IDEMPOTENCY_KEY_RE: Final = re.compile(r"^[\x20-\x7e]{1,255}$")
 
 router = APIRouter(prefix="/v1/payments", tags=["payments"])
 
@@ -59,28 +54,9 @@ def runtime_of(request: Request) -> Runtime:
     return rt
 
 
-def actor_of(key: ApiKey) -> str:
-    """Who the audit log names for a change made through the API."""
-    return f"api_key:{key.id}"
-
-
-def _json(body: bytes, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(body, status_code=status, media_type=JSON, headers=headers)
-
-
-def _is_json_media(content_type: str | None) -> bool:
-    if not content_type:
-        return True  # lenient: a client that sends JSON without saying so still works
-    media = content_type.split(";", 1)[0].strip().lower()
-    return media == JSON or (media.startswith("application/") and media.endswith("+json"))
-
-
-_CREATE_BODY_DOC: Final = {
-    "requestBody": {
-        "required": True,
-        "content": {JSON: {"schema": {"$ref": "#/components/schemas/PaymentCreate"}}},
-    }
-}
+IdempotencyKey = Annotated[
+    str | None, Header(alias="Idempotency-Key", description=IDEMPOTENCY_KEY_DOC)
+]
 
 
 @router.post(
@@ -90,70 +66,36 @@ _CREATE_BODY_DOC: Final = {
     summary="Create a payment (idempotent)",
     response_description="The payment (also on a replay, with `Idempotent-Replayed: true`)",
     responses=problem_doc(400, 401, 403, 409, 413, 415, 422, 503),
-    openapi_extra=_CREATE_BODY_DOC,
+    openapi_extra=body_doc(PaymentCreate),
 )
 async def create_payment(
-    request: Request,
-    key: Writer,
-    idempotency_key: Annotated[
-        str | None,
-        Header(
-            alias="Idempotency-Key",
-            description="Required. 1-255 printable ASCII characters, unique per intent. A "
-            "repeat within 24 h replays the first response (header `Idempotent-Replayed`).",
-        ),
-    ] = None,
+    request: Request, key: Writer, idempotency_key: IdempotencyKey = None
 ) -> Response:
     """Record a payment intent and queue its execution; answers ``201`` with the payment.
 
     Repeating the request with the same ``Idempotency-Key`` and body replays the stored
     response; a different body with the same key is 422, a repeat while the first is running 409.
     """
-    if idempotency_key is None:
-        return problem_response(
-            400, "idempotency_key_missing", "The Idempotency-Key header is required."
-        )
-    if not _IDEMPOTENCY_KEY_RE.match(idempotency_key):
-        return problem_response(
-            400,
-            "idempotency_key_invalid",
-            "The Idempotency-Key header must be 1 to 255 printable ASCII characters.",
-        )
-    if not _is_json_media(request.headers.get("content-type")):
-        return problem_response(415, "unsupported_media_type", "Send the body as application/json.")
-    raw = await request.body()
-    try:
-        body = PaymentCreate.model_validate_json(raw)
-    except PydanticValidationError as exc:
-        return validation_response(field_errors(exc.errors(include_input=False)))
-
     rt = runtime_of(request)
-    rt.payments.connector(body.connector)  # unknown connector: 422 before any transaction
-    new = NewPayment(
-        amount=Money(body.amount, body.currency),
-        reference=body.reference,
-        connector=body.connector,
-        metadata=body.metadata,
-    )
-    scope = IdempotencyScope(
-        api_key_id=key.id,
-        key=idempotency_key,
-        method="POST",
-        path=CREATE_PATH,
-        request_hash=request_hash("POST", CREATE_PATH, body.model_dump(mode="json")),
-    )
 
-    async def work(conn: AsyncConnection) -> StoredResponse:
+    def new(body: PaymentCreate) -> NewPayment:
+        return NewPayment(
+            amount=Money(body.amount, body.currency),
+            reference=body.reference,
+            connector=body.connector,
+            metadata=body.metadata,
+        )
+
+    async def work(conn: AsyncConnection, body: PaymentCreate) -> StoredResponse:
         p = await rt.payments.create(
-            conn, new, actor=actor_of(key), idempotency_key=idempotency_key
+            conn, new(body), actor=actor_of(key), idempotency_key=idempotency_key
         )
         return StoredResponse(201, payment_json(p))
 
-    stored, replayed = await run_idempotent(
-        rt.db, scope, work, now=rt.payments.clock(), ttl_s=rt.settings.idempotency_ttl_s
-    )
-    headers = {"Idempotent-Replayed": "true"} if replayed else None
-    return _json(stored.body, stored.status_code, headers)
+    def check(body: PaymentCreate) -> None:
+        rt.payments.check_new(new(body))  # unknown connector, amount, capability: 422 first
+
+    return await idempotent_create(request, key, idempotency_key, PaymentCreate, work, check=check)
 
 
 @router.get(
@@ -167,14 +109,7 @@ async def get_payment(request: Request, payment_id: PaymentId, _key: Reader) -> 
     rt = runtime_of(request)
     async with rt.db.read() as conn:
         p = await payments_repo.get_payment(conn, payment_id)
-    return _json(payment_json(p))
-
-
-def _as_utc(value: datetime | None) -> datetime | None:
-    # A time without an offset is read as UTC, the only zone the API speaks.
-    if value is None:
-        return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    return json_response(payment_json(p))
 
 
 @router.get(
@@ -202,12 +137,14 @@ async def list_payments(
     f = PaymentFilter(
         reference=reference,
         state=state,
-        created_from=_as_utc(created_from),
-        created_to=_as_utc(created_to),
+        created_from=as_utc(created_from),  # a time without an offset is read as UTC
+        created_to=as_utc(created_to),
     )
     async with rt.db.read() as conn:
         page, next_cursor = await payments_repo.list_payments(conn, f, limit=limit, cursor=cursor)
-    return _json(dumps({"data": [payment_dict(p) for p in page], "next_cursor": next_cursor}))
+    return json_response(
+        dumps({"data": [payment_dict(p) for p in page], "next_cursor": next_cursor})
+    )
 
 
 @router.post(
@@ -223,4 +160,46 @@ async def cancel_payment(request: Request, payment_id: PaymentId, key: Writer) -
     """
     rt = runtime_of(request)
     p = await rt.payments.cancel(payment_id, actor=actor_of(key))
-    return _json(payment_json(p))
+    return json_response(payment_json(p))
+
+
+@router.post(
+    "/{payment_id}/refunds",
+    status_code=201,
+    response_model=RefundOut,
+    summary="Refund a captured payment, in full or in part (idempotent)",
+    responses=problem_doc(400, 401, 403, 404, 409, 413, 415, 422, 503),
+    openapi_extra=body_doc(RefundCreate),
+)
+async def create_refund(
+    request: Request, payment_id: PaymentId, key: Writer, idempotency_key: IdempotencyKey = None
+) -> Response:
+    """Queue a refund of ``amount`` (minor units; all that is left when omitted). Refused
+    before anything is sent when the connector cannot refund (``not_supported``) or the amount
+    exceeds what is refundable (``refund_exceeds_capture``)."""
+    rt = runtime_of(request)
+
+    async def work(conn: AsyncConnection, body: RefundCreate) -> StoredResponse:
+        p = await payments_repo.get_payment(conn, payment_id)
+        amount = Money(body.amount, p.currency) if body.amount is not None else None
+        refund = await rt.payments.refund(
+            conn, payment_id, amount, actor=actor_of(key), idempotency_key=idempotency_key,
+            reason=body.reason,
+        )  # fmt: skip
+        return StoredResponse(201, dumps(refund_dict(refund)))
+
+    return await idempotent_create(request, key, idempotency_key, RefundCreate, work)
+
+
+@router.get(
+    "/{payment_id}/refunds",
+    response_model=RefundList,
+    summary="The refunds of a payment, oldest first",
+    responses=problem_doc(401, 403, 404, 422, 503),
+)
+async def list_refunds(request: Request, payment_id: PaymentId, _key: Reader) -> Response:
+    rt = runtime_of(request)
+    async with rt.db.read() as conn:
+        await payments_repo.get_payment(conn, payment_id)
+        refunds = await payments_repo.list_refunds(conn, payment_id)
+    return json_response(dumps({"data": [refund_dict(r) for r in refunds]}))

@@ -101,7 +101,10 @@ def _title(status: int) -> str:
 def _jsonable_details(details: Mapping[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for k, v in details.items():
-        out[k] = v if isinstance(v, str | int | float | bool) or v is None else str(v)
+        if isinstance(v, list | tuple | frozenset) and all(isinstance(i, str | int) for i in v):
+            out[k] = sorted(v) if isinstance(v, frozenset) else list(v)
+        else:
+            out[k] = v if isinstance(v, str | int | float | bool) or v is None else str(v)
     return out
 
 

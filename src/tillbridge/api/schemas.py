@@ -17,7 +17,8 @@ from typing import Annotated, Any, Final
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue, StrictInt, StrictStr
 
-from tillbridge.domain.payments import Payment
+from tillbridge.domain.payments import Payment, Refund
+from tillbridge.domain.states import Outcome
 from tillbridge.domain.views import iso_utc as iso_utc  # re-exported for routers
 from tillbridge.domain.views import payment_dict as payment_dict
 from tillbridge.money import MAX_MINOR, is_currency
@@ -110,6 +111,39 @@ class PaymentOut(BaseModel):
     updated_at: datetime
 
 
+class RefundCreate(BaseModel):
+    """Body of ``POST /v1/payments/{id}/refunds``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    amount: StrictInt | None = Field(
+        default=None,
+        gt=0,
+        le=MAX_MINOR,
+        description="Minor units, in the payment's currency; omitted: all that is left",
+        examples=[500],
+    )
+    reason: (
+        Annotated[StrictStr, Field(min_length=1, max_length=200), AfterValidator(_printable)] | None
+    ) = None
+
+
+class RefundOut(BaseModel):
+    """A refund: ``status`` is pending until the connector's answer is known."""
+
+    id: str
+    payment_id: str
+    status: str
+    amount: int
+    currency: str
+    reason: str | None
+    created_at: datetime
+
+
+class RefundList(BaseModel):
+    data: list[RefundOut]
+
+
 class PaymentList(BaseModel):
     """One page of payments, newest first; pass ``next_cursor`` as ``cursor`` for the next."""
 
@@ -124,3 +158,25 @@ def dumps(value: Any) -> bytes:
 
 def payment_json(p: Payment) -> bytes:
     return dumps(payment_dict(p))
+
+
+_REFUND_STATUS: Final = {
+    None: "pending",
+    Outcome.PENDING: "pending",
+    Outcome.UNKNOWN: "unknown",
+    Outcome.SUCCEEDED: "succeeded",
+    Outcome.DECLINED: "failed",
+    Outcome.NOT_SENT: "failed",
+}
+
+
+def refund_dict(r: Refund) -> dict[str, Any]:
+    return {
+        "id": r.id,
+        "payment_id": r.payment_id,
+        "status": _REFUND_STATUS[r.outcome],
+        "amount": r.amount.minor,
+        "currency": r.amount.currency,
+        "reason": r.reason,
+        "created_at": iso_utc(r.created_at),
+    }

@@ -1,23 +1,23 @@
 """``/v1/terminals``: card-terminal payments, their event stream, input, end of day, status.
 
-Thin: the terminal engine (:mod:`tillbridge.terminals.engine`) does the work.
+Thin: the payment engine and the terminal service
+(:mod:`tillbridge.connectors.terminals.service`) do the work.
 
 * ``POST /v1/terminals/{id}/payments`` queues a purchase or a standalone refund on the terminal
-  and answers ``202`` with the payment (``connector`` is the terminal id). Idempotent with the
-  same ``Idempotency-Key`` service as ``POST /v1/payments``. A terminal runs one payment at a
-  time: a second one waits in line and is canceled, with that reason, if it has not started
-  within the engine's start timeout (120 s by default).
+  and answers ``202`` with the payment (``connector`` is the terminal id). Idempotent, with the
+  same checks as every money route (:mod:`tillbridge.api.idempotent`). A terminal runs one
+  payment at a time: a second one waits in line and is canceled, with that reason, if it has not
+  started within the start timeout (120 s by default).
 * ``GET /v1/payments/{id}/events`` is a Server-Sent Events stream: what happened so far (for a
   late subscriber), then new events, ending with ``event: end`` once the payment is final.
-* Cancel is the ordinary ``POST /v1/payments/{id}/cancel``: the payment service hands a
-  running terminal payment to the engine (abort on the terminal, or a 409 saying it must be
+* Cancel is the ordinary ``POST /v1/payments/{id}/cancel``: the engine hands a running terminal
+  payment to the card-present runtime (abort on the terminal, or a 409 saying it must be
   cancelled on the terminal).
 """
 
 from __future__ import annotations
 
-import re
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue, StrictInt, StrictStr
@@ -26,26 +26,25 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.responses import Response, StreamingResponse
 
 from tillbridge.api.auth import require_scope
-from tillbridge.api.payments import actor_of, runtime_of
+from tillbridge.api.idempotent import (
+    IDEMPOTENCY_KEY_DOC,
+    actor_of,
+    body_doc,
+    idempotent_create,
+    is_json_media,
+)
+from tillbridge.api.payments import runtime_of
 from tillbridge.api.problems import field_errors, problem_doc, problem_response, validation_response
 from tillbridge.api.schemas import Currency, _metadata, _printable, dumps, payment_dict
+from tillbridge.connectors.terminals import store as ts
+from tillbridge.connectors.terminals.service import INPUT_ACTIONS
 from tillbridge.domain.payments import Payment
 from tillbridge.domain.states import OperationKind
 from tillbridge.money import MAX_MINOR, Money
+from tillbridge.payments.engine import NewPayment
 from tillbridge.services.apikeys import SCOPE_READ, SCOPE_WRITE, ApiKey
-from tillbridge.services.idempotency import (
-    IdempotencyScope,
-    StoredResponse,
-    request_hash,
-    run_idempotent,
-)
-from tillbridge.services.payments import NewPayment
+from tillbridge.services.idempotency import StoredResponse
 from tillbridge.store import payments_repo
-from tillbridge.terminals import store as ts
-from tillbridge.terminals.admin import INPUT_ACTIONS
-
-JSON: Final = "application/json"
-_IDEMPOTENCY_KEY_RE: Final = re.compile(r"^[\x20-\x7e]{1,255}$")
 
 router = APIRouter(tags=["terminals"])
 
@@ -75,14 +74,15 @@ class TerminalInput(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     action: Literal["abort", "confirm", "decline", "text"] = Field(
-        description=f"One of {', '.join(INPUT_ACTIONS)}; ZVT terminals can only be sent 'abort'"
+        description=f"One of {', '.join(INPUT_ACTIONS)}; a terminal takes those in its "
+        "`input` capability (ZVT: only 'abort')"
     )
     text: Annotated[StrictStr, Field(max_length=200), AfterValidator(_printable)] | None = None
 
 
 def _json(body: bytes | dict[str, Any], status: int = 200, **headers: str) -> Response:
     raw = body if isinstance(body, bytes) else dumps(body)
-    return Response(raw, status_code=status, media_type=JSON, headers=headers or None)
+    return Response(raw, status_code=status, media_type="application/json", headers=headers or None)
 
 
 def terminal_payment_dict(p: Payment, tp: ts.TerminalPayment) -> dict[str, Any]:
@@ -94,70 +94,48 @@ def terminal_payment_dict(p: Payment, tp: ts.TerminalPayment) -> dict[str, Any]:
     }
 
 
-def _idempotency_problem(key: str | None) -> Response:
-    if key is None:
-        return problem_response(
-            400, "idempotency_key_missing", "The Idempotency-Key header is required."
-        )
-    return problem_response(
-        400,
-        "idempotency_key_invalid",
-        "The Idempotency-Key header must be 1 to 255 printable ASCII characters.",
-    )
-
-
 @router.post(
     "/v1/terminals/{terminal_id}/payments",
     status_code=202,
     summary="Start a payment or refund on a card terminal (idempotent)",
-    responses=problem_doc(400, 401, 403, 404, 409, 413, 422, 503),
+    responses=problem_doc(400, 401, 403, 404, 409, 413, 415, 422, 503),
+    openapi_extra=body_doc(TerminalPaymentCreate),
 )
 async def create_terminal_payment(
     request: Request,
     terminal_id: TerminalId,
     key: Writer,
-    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+    idempotency_key: Annotated[
+        str | None, Header(alias="Idempotency-Key", description=IDEMPOTENCY_KEY_DOC)
+    ] = None,
 ) -> Response:
     """Queue the payment on the terminal; ``202`` with the payment. Follow its progress with
     ``GET /v1/payments/{id}/events``."""
     rt = runtime_of(request)
-    engine = rt.terminals
-    engine.handle(terminal_id)  # 404 for an unknown terminal, before anything else
-    if idempotency_key is None or not _IDEMPOTENCY_KEY_RE.match(idempotency_key):
-        return _idempotency_problem(idempotency_key)
-    try:
-        body = TerminalPaymentCreate.model_validate_json(await request.body())
-    except PydanticValidationError as exc:
-        return validation_response(field_errors(exc.errors(include_input=False)))
-    engine.validate(terminal_id, body.amount, body.currency)  # 422: currency, amount range
-    new = NewPayment(
-        amount=Money(body.amount, body.currency),
-        reference=body.reference,
-        connector=terminal_id,
-        metadata=body.metadata,
-        kind=OperationKind(body.kind),
-    )
-    path = f"/v1/terminals/{terminal_id}/payments"
-    scope = IdempotencyScope(
-        api_key_id=key.id,
-        key=idempotency_key,
-        method="POST",
-        path=path,
-        request_hash=request_hash("POST", path, body.model_dump(mode="json")),
-    )
+    rt.terminals.connector(terminal_id)  # 404 for an unknown terminal, before anything else
 
-    async def work(conn: AsyncConnection) -> StoredResponse:
+    def new(body: TerminalPaymentCreate) -> NewPayment:
+        return NewPayment(
+            amount=Money(body.amount, body.currency),
+            reference=body.reference,
+            connector=terminal_id,
+            metadata=body.metadata,
+            kind=OperationKind(body.kind),
+        )
+
+    def check(body: TerminalPaymentCreate) -> None:
+        rt.payments.check_new(new(body))  # currency, amount range, refund capability: 422
+
+    async def work(conn: AsyncConnection, body: TerminalPaymentCreate) -> StoredResponse:
         p = await rt.payments.create(
-            conn, new, actor=actor_of(key), idempotency_key=idempotency_key
+            conn, new(body), actor=actor_of(key), idempotency_key=idempotency_key
         )
         tp = await ts.get_terminal_payment(conn, p.id)
         return StoredResponse(202, dumps(terminal_payment_dict(p, tp)))
 
-    stored, replayed = await run_idempotent(
-        rt.db, scope, work, now=rt.payments.clock(), ttl_s=rt.settings.idempotency_ttl_s
+    return await idempotent_create(
+        request, key, idempotency_key, TerminalPaymentCreate, work, check=check
     )
-    headers = {"Idempotent-Replayed": "true"} if replayed else {}
-    return _json(stored.body, stored.status_code, **headers)
 
 
 @router.get(
@@ -177,8 +155,7 @@ async def payment_events(
 ) -> Response:
     """``id:`` is the event id: reconnect with ``Last-Event-ID`` to resume without gaps."""
     rt = runtime_of(request)
-    async with rt.db.read() as conn:
-        await ts.get_terminal_payment(conn, payment_id)  # 404 unless it ran on a terminal
+    await rt.terminals.payment_side(payment_id)  # 404 unless it exists and ran on a terminal
     start = after or 0
     if last_event_id is not None and last_event_id.strip().isdigit():
         start = int(last_event_id.strip())
@@ -196,16 +173,16 @@ async def payment_events(
 )
 async def payment_terminal(request: Request, payment_id: PaymentId, _key: Reader) -> Response:
     rt = runtime_of(request)
+    tp = await rt.terminals.payment_side(payment_id)
     async with rt.db.read() as conn:
         p = await payments_repo.get_payment(conn, payment_id)
-        tp = await ts.get_terminal_payment(conn, payment_id)
     return _json(terminal_payment_dict(p, tp))
 
 
 @router.get("/v1/terminals", summary="List terminals", responses=problem_doc(401, 403, 503))
 async def list_terminals(request: Request, _key: Reader) -> Response:
     """Every configured terminal: online, busy, last contact, protocol details."""
-    return _json({"data": await runtime_of(request).terminals.admin.list()})
+    return _json({"data": await runtime_of(request).terminals.list()})
 
 
 @router.get(
@@ -214,25 +191,28 @@ async def list_terminals(request: Request, _key: Reader) -> Response:
     responses=problem_doc(401, 403, 404, 503),
 )
 async def get_terminal(request: Request, terminal_id: TerminalId, _key: Reader) -> Response:
-    return _json(await runtime_of(request).terminals.admin.status(terminal_id))
+    return _json(await runtime_of(request).terminals.status(terminal_id))
 
 
 @router.post(
     "/v1/terminals/{terminal_id}/input",
     status_code=202,
     summary="Input for the terminal's running payment (recorded; ZVT delivers only abort)",
-    responses=problem_doc(400, 401, 403, 404, 409, 422, 503),
+    responses=problem_doc(400, 401, 403, 404, 409, 415, 422, 503),
+    openapi_extra=body_doc(TerminalInput),
 )
 async def terminal_input(request: Request, terminal_id: TerminalId, key: Writer) -> Response:
+    """Deliver input to the payment running on the terminal (``abort`` cancels it). An action
+    the terminal cannot take is refused with 422 ``not_supported``."""
     rt = runtime_of(request)
-    rt.terminals.handle(terminal_id)
+    rt.terminals.connector(terminal_id)
+    if not is_json_media(request.headers.get("content-type")):
+        return problem_response(415, "unsupported_media_type", "Send the body as application/json.")
     try:
         body = TerminalInput.model_validate_json(await request.body())
     except PydanticValidationError as exc:
         return validation_response(field_errors(exc.errors(include_input=False)))
-    out = await rt.terminals.admin.submit_input(
-        terminal_id, body.action, body.text, actor=actor_of(key)
-    )
+    out = await rt.terminals.submit_input(terminal_id, body.action, body.text, actor=actor_of(key))
     return _json(out, 202)
 
 
@@ -245,7 +225,7 @@ async def terminal_input(request: Request, terminal_id: TerminalId, key: Writer)
 async def end_of_day(request: Request, terminal_id: TerminalId, key: Writer) -> Response:
     """Queued behind the terminal's payments; poll the ``Location`` for the totals."""
     rt = runtime_of(request)
-    eod = await rt.terminals.admin.request_settlement(terminal_id, actor=actor_of(key))
+    eod = await rt.terminals.request_settlement(terminal_id, actor=actor_of(key))
     return _json(eod, 202, Location=f"/v1/terminals/{terminal_id}/end-of-day/{eod['id']}")
 
 
@@ -260,4 +240,4 @@ async def get_end_of_day(
     settlement_id: Annotated[str, Path(min_length=1, max_length=40)],
     _key: Reader,
 ) -> Response:
-    return _json(await runtime_of(request).terminals.admin.settlement(terminal_id, settlement_id))
+    return _json(await runtime_of(request).terminals.settlement(terminal_id, settlement_id))

@@ -16,7 +16,7 @@ from starlette.responses import Response
 from tillbridge.api.auth import require_scope
 from tillbridge.api.problems import problem_doc
 from tillbridge.api.schemas import dumps
-from tillbridge.runtime import Runtime
+from tillbridge.app.runtime import Runtime
 from tillbridge.services.apikeys import SCOPE_ADMIN, ApiKey
 from tillbridge.webhooks_out import admin
 

@@ -30,6 +30,7 @@ from starlette.responses import Response
 from tillbridge.api.auth import require_scope
 from tillbridge.api.problems import problem_doc, problem_response
 from tillbridge.api.schemas import dumps
+from tillbridge.app.runtime import Runtime
 from tillbridge.inbound import admin
 from tillbridge.inbound.intake import (
     EmptyBody,
@@ -40,7 +41,6 @@ from tillbridge.inbound.intake import (
     WebhookIntake,
 )
 from tillbridge.inbound.verifiers import SignatureRejected
-from tillbridge.runtime import Runtime
 from tillbridge.services.apikeys import SCOPE_ADMIN, ApiKey
 
 JSON: Final = "application/json"

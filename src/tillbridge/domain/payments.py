@@ -54,6 +54,10 @@ class Operation:
     idempotency_key: str | None = None
     outcome: Outcome | None = None
     detail: dict[str, Any] = field(default_factory=dict)
+    #: When it was committed as sent (persist before send); None while it has not been sent.
+    sent_at: datetime | None = None
+    #: Status queries made to recover an unknown outcome.
+    recovery_attempts: int = 0
 
     def record(self, outcome: Outcome, now: datetime, **detail: Any) -> bool:
         """Record the outcome; returns False if it was already recorded the same way.

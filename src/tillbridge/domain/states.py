@@ -42,6 +42,7 @@ class OperationKind(StrEnum):
     AUTHORIZE = "authorize"
     CAPTURE = "capture"
     REFUND = "refund"
+    REVERSAL = "reversal"
     VOID = "void"
     CANCEL = "cancel"
 

@@ -30,8 +30,8 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Final
 
-from tillbridge.observability._cards import luhn_valid, mask_card_data
 from tillbridge.observability._keys import MARKER, is_sensitive_key, redact_key_values
+from tillbridge.observability.cards import luhn_valid, mask_card_data
 
 if TYPE_CHECKING:
     from tillbridge.settings import Settings

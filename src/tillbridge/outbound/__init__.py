@@ -1,6 +1,7 @@
 """Outbound HTTP for provider connectors: one client with timeouts per call class, retries of
 safe calls only, circuit breakers, client-side rate limits, outcome classification and an audit
-hook. Pure of any database; every I/O edge is injectable.
+hook. :class:`OutboundHub` builds one client per account and writes every exchange to the audit
+log; the client itself is pure of any database. Every I/O edge is injectable.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from tillbridge.outbound.breaker import (
 )
 from tillbridge.outbound.classify import RateLimited
 from tillbridge.outbound.client import DEFAULT_REQUEST_ID_HEADERS, OutboundClient
+from tillbridge.outbound.hub import OutboundHub
 from tillbridge.outbound.policy import (
     DEFAULT_CALL_CLASSES,
     NO_RETRY,
@@ -41,6 +43,7 @@ __all__ = [
     "CircuitBreaker",
     "ExchangeRecord",
     "OutboundClient",
+    "OutboundHub",
     "RateLimited",
     "ResponsePredicate",
     "RetryPolicy",

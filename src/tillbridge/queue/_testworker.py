@@ -206,7 +206,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     # Imported here: the CLI module pulls in typer/rich, not needed to define the tables.
-    from tillbridge.cli_jobs import run_worker_async
+    from tillbridge.cli.jobs import run_worker_async
     from tillbridge.settings import load_settings
 
     settings = load_settings(database_url=args.url, worker_concurrency=args.concurrency)

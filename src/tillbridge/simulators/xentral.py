@@ -28,7 +28,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from tillbridge.inbound.verifiers import (
+from tillbridge.erp.xentral.verifier import (
     XENTRAL_SIGNATURE_HEADER,
     XENTRAL_TIMESTAMP_HEADER,
     xentral_signature,

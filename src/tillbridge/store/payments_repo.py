@@ -55,6 +55,8 @@ def _operation_from_row(r: RowMapping) -> Operation:
         detail=dict(r["detail"] or {}),
         created_at=r["created_at"],
         updated_at=r["updated_at"],
+        sent_at=r["sent_at"],
+        recovery_attempts=r["recovery_attempts"] or 0,
     )
 
 
@@ -135,6 +137,8 @@ async def insert_operation(conn: AsyncConnection, op: Operation) -> None:
             "idempotency_key": op.idempotency_key,
             "outcome": str(op.outcome) if op.outcome else None,
             "detail": op.detail,
+            "sent_at": op.sent_at,
+            "recovery_attempts": op.recovery_attempts,
             "created_at": op.created_at,
             "updated_at": op.updated_at,
         },
@@ -148,6 +152,8 @@ async def save_operation(conn: AsyncConnection, op: Operation) -> None:
             "b_id": op.id,
             "outcome": str(op.outcome) if op.outcome else None,
             "detail": op.detail,
+            "sent_at": op.sent_at,
+            "recovery_attempts": op.recovery_attempts,
             "updated_at": op.updated_at,
         },
     )
@@ -193,6 +199,16 @@ async def save_refund(conn: AsyncConnection, r: Refund) -> None:
     await conn.execute(
         _SAVE_REFUND, {"b_id": r.id, "outcome": str(r.outcome) if r.outcome else None}
     )
+
+
+async def get_refund_of(conn: AsyncConnection, operation_id: str) -> Refund | None:
+    """The refund carried out by operation ``operation_id``, if it is one."""
+    r = (
+        (await conn.execute(select(refunds).where(refunds.c.operation_id == operation_id)))
+        .mappings()
+        .first()
+    )
+    return None if r is None else _refund_from_row(r)
 
 
 async def list_refunds(conn: AsyncConnection, payment_id: str) -> list[Refund]:

@@ -57,6 +57,10 @@ operations = Table(
     Column("echo_id", String(100), nullable=False),
     Column("idempotency_key", String(255)),
     Column("outcome", String(20)),
+    # Persist before send: set in the transaction that commits the operation as being sent, so a
+    # job that comes back after a crash knows it may have reached the counterpart.
+    Column("sent_at", UtcDateTime),
+    Column("recovery_attempts", Integer, nullable=False, default=0, server_default="0"),
     Column("detail", JSON, nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),

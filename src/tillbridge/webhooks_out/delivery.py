@@ -37,10 +37,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tillbridge.errors import ConfigError, NotSent, OutcomeUnknown
 from tillbridge.outbound import CallClass, parse_retry_after
+from tillbridge.outbound.hub import OutboundHub
 from tillbridge.queue import JobContext, PermanentFailure, RetryLater, RetryPolicy
 from tillbridge.store.db import Database
 from tillbridge.webhooks_out import signing
-from tillbridge.webhooks_out.clients import OutboundHub
 from tillbridge.webhooks_out.events import Subscription, disabled_subscribers
 from tillbridge.webhooks_out.tables import (
     DEAD,

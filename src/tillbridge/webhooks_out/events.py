@@ -1,6 +1,6 @@
 """Payment state changes to outgoing events, and one delivery per matching subscriber.
 
-:class:`EventPublisher` is a payment listener (see :data:`tillbridge.services.payments.
+:class:`EventPublisher` is a payment listener (see :data:`tillbridge.payments.engine.
 PaymentListener`): it runs inside the transaction of every payment state change and, when the
 change is one subscribers care about, inserts the event, one delivery row per subscriber whose
 ``events`` match, and one ``webhooks.deliver`` job per delivery, all in that transaction. So an

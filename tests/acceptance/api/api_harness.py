@@ -15,12 +15,9 @@ from fastapi import FastAPI
 from sqlalchemy import func, select
 from sqlalchemy.sql.schema import Table
 
-from tillbridge.config import Connector, MerchantConfig
-from tillbridge.gateways.fake import FakeConnector
-from tillbridge.observability.redaction import Redactor
-from tillbridge.runtime import Runtime
+from tillbridge import testing
+from tillbridge.app.runtime import Runtime
 from tillbridge.services import apikeys
-from tillbridge.settings import Settings
 from tillbridge.store.db import Database
 from tillbridge.store.tables import idempotency_keys, payments
 
@@ -34,14 +31,7 @@ VALID_BODY: dict[str, Any] = {
 
 
 def make_runtime(url: str, **settings: Any) -> Runtime:
-    config = MerchantConfig(connectors={"fake": Connector(type="fake")})
-    return Runtime(
-        settings=Settings(database_url=url, redact_values=[], **settings),
-        config=config,
-        db=Database(url),
-        redactor=Redactor([]),
-        connectors={"fake": FakeConnector(name="fake")},
-    )
+    return testing.make_runtime(url, **settings)
 
 
 def client_for(app: FastAPI) -> httpx2.AsyncClient:
@@ -103,13 +93,4 @@ async def make_keys(db: Database) -> tuple[dict[str, str], dict[str, str]]:
     return tokens, ids
 
 
-def assert_problem(r: httpx2.Response, status: int, code: str | None = None) -> dict[str, Any]:
-    """The response is a problem+json with ``status`` (and ``code``); returns its body."""
-    assert r.status_code == status, r.text
-    assert r.headers["content-type"].startswith("application/problem+json"), r.headers
-    body: dict[str, Any] = r.json()
-    assert body["status"] == status
-    assert {"type", "title", "detail", "code"} <= body.keys()
-    if code is not None:
-        assert body["code"] == code, body
-    return body
+assert_problem = testing.assert_problem

@@ -12,15 +12,15 @@ from typing import Any
 import httpx2
 from fastapi import FastAPI
 
+from tillbridge import testing
 from tillbridge.api import create_app
-from tillbridge.config import MerchantConfig, Terminal
+from tillbridge.app.jobs import build_registry
+from tillbridge.app.runtime import Runtime
+from tillbridge.config import MerchantConfig
+from tillbridge.connectors.terminals.zvt.connector import ZvtTerminalConfig
 from tillbridge.domain.states import PaymentState
-from tillbridge.jobs import build_registry
-from tillbridge.observability.redaction import Redactor
 from tillbridge.queue import Worker
-from tillbridge.runtime import Runtime
 from tillbridge.services import apikeys
-from tillbridge.settings import Settings
 from tillbridge.simulators.zvt import SimulatorHandle
 from tillbridge.store.db import Database
 
@@ -29,16 +29,8 @@ BODY: dict[str, Any] = {"amount": 1234, "currency": "EUR", "reference": "BON-1"}
 
 def make_runtime(url: str, sim: SimulatorHandle) -> Runtime:
     assert sim.port is not None
-    config = MerchantConfig(
-        terminals={"lane1": Terminal(protocol="zvt", host="127.0.0.1", port=sim.port)}
-    )
-    return Runtime(
-        settings=Settings(database_url=url, redact_values=[]),
-        config=config,
-        db=Database(url),
-        redactor=Redactor([]),
-        connectors={},
-    )
+    config = MerchantConfig(terminals={"lane1": ZvtTerminalConfig(host="127.0.0.1", port=sim.port)})
+    return testing.make_runtime(url, config)
 
 
 @dataclass

@@ -96,11 +96,17 @@ async def test_end_of_day_through_the_api(api: TermApi) -> None:
     assert done["state"] == "succeeded" and done["total"] == 1234 and done["count"] == 1
 
 
-async def test_input_is_recorded_and_explained(api: TermApi) -> None:
+async def test_input_the_terminal_cannot_take_is_a_clear_422(api: TermApi) -> None:
     r = await api.client.post(
         "/v1/terminals/lane1/input", json={"action": "confirm"}, headers=api.headers()
     )
-    assert r.status_code == 202 and r.json()["recorded"] and not r.json()["delivered"]
+    body = problem(r, 422, "not_supported")
+    assert "on the terminal itself" in body["detail"]
+    assert body["details"]["supported"] == ["abort"]
+    idle = await api.client.post(
+        "/v1/terminals/lane1/input", json={"action": "abort"}, headers=api.headers()
+    )
+    assert idle.status_code == 202 and idle.json()["recorded"] and not idle.json()["delivered"]
     bad = await api.client.post(
         "/v1/terminals/lane1/input", json={"action": "pin", "text": "1234"}, headers=api.headers()
     )
@@ -112,7 +118,7 @@ async def test_cancel_route_aborts_a_running_terminal_payment(
 ) -> None:
     import asyncio
 
-    from tillbridge.jobs import build_registry
+    from tillbridge.app.jobs import build_registry
     from tillbridge.queue import Worker
 
     sim.configure(hold_card=True)

@@ -1,7 +1,6 @@
 """The terminal CLI as a user drives it: real processes, a real database file.
 
-* ``simulate zvt`` (run here as ``python -m tillbridge.cli_terminals`` until it is wired under
-  ``tillbridge simulate``): a real ZVT client pays against it over TCP;
+* ``tillbridge simulate zvt``: a real ZVT client pays against it over TCP;
 * ``tillbridge terminals list|show|end-of-day`` against a running worker (in-process through
   typer's runner, to keep the suite fast; ``list`` once more as a real process).
 """
@@ -21,17 +20,17 @@ from alembic import command
 from sqlalchemy import create_engine
 from typer.testing import CliRunner
 
+from tillbridge.app.jobs import build_registry
+from tillbridge.app.runtime import build_runtime
 from tillbridge.cli import app
-from tillbridge.cli_terminals import zvt_simulate_app
-from tillbridge.jobs import build_registry
+from tillbridge.cli import app as cli_app
+from tillbridge.connectors.terminals.zvt import ZvtTerminal
+from tillbridge.connectors.terminals.zvt.requests import PurchaseRequest
 from tillbridge.money import Money
 from tillbridge.queue import Worker
-from tillbridge.runtime import build_runtime
 from tillbridge.settings import Settings
 from tillbridge.store.migrate import _config
 from tillbridge.store.schema import all_tables
-from tillbridge.terminals.contract import PurchaseRequest
-from tillbridge.terminals.zvt import ZvtTerminal
 
 TB = [sys.executable, "-m", "tillbridge.cli"]
 
@@ -120,7 +119,7 @@ def test_terminals_list_in_a_real_process(env: dict[str, str]) -> None:
 @pytest.mark.anyio
 async def test_simulate_zvt_serves_a_real_client() -> None:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "tillbridge.cli_terminals", "--tcp", "127.0.0.1:0",
+        sys.executable, "-m", "tillbridge.cli", "simulate", "zvt", "--tcp", "127.0.0.1:0",
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
     )  # fmt: skip
     assert proc.stdout is not None
@@ -144,9 +143,9 @@ async def test_simulate_zvt_serves_a_real_client() -> None:
 
 def test_simulate_zvt_rejects_bad_options() -> None:
     runner = CliRunner()
-    res = runner.invoke(zvt_simulate_app, ["--tcp", "nope"])
+    res = runner.invoke(cli_app, ["simulate", "zvt", "--tcp", "nope"])
     assert res.exit_code == 2 and "HOST:PORT" in res.output
-    both = runner.invoke(zvt_simulate_app, [])
+    both = runner.invoke(cli_app, ["simulate", "zvt"])
     assert both.exit_code == 2 and "exactly one of" in both.output
-    bad = runner.invoke(zvt_simulate_app, ["--tcp", "127.0.0.1:0", "--garbage", "xyz"])
+    bad = runner.invoke(cli_app, ["simulate", "zvt", "--tcp", "127.0.0.1:0", "--garbage", "xyz"])
     assert bad.exit_code == 2 and "hex" in bad.output

@@ -14,7 +14,7 @@ import uvicorn
 from term_api import BODY, make_keys, make_runtime
 
 from tillbridge.api import create_app
-from tillbridge.jobs import build_registry
+from tillbridge.app.jobs import build_registry
 from tillbridge.queue import Worker
 from tillbridge.simulators.zvt import SimulatorHandle
 

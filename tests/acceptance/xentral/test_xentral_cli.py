@@ -20,9 +20,9 @@ import httpx2
 import pytest
 from sqlalchemy import create_engine
 
-from tillbridge.jobs import build_registry
+from tillbridge.app.jobs import build_registry
+from tillbridge.app.runtime import build_runtime
 from tillbridge.queue import Worker
-from tillbridge.runtime import build_runtime
 from tillbridge.settings import Settings
 from tillbridge.store.db import sync_url
 from tillbridge.store.schema import all_tables

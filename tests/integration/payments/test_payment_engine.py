@@ -11,25 +11,27 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
+from tillbridge.connectors.gateways.fake import FakeConnector
 from tillbridge.domain.states import Outcome, PaymentState
 from tillbridge.errors import IllegalTransition, ValidationError
-from tillbridge.gateways.fake import FakeConnector
 from tillbridge.money import Money
 from tillbridge.observability.redaction import Redactor
+from tillbridge.payments.engine import NewPayment, PaymentEngine
+from tillbridge.payments.families import OnlineFamily
+from tillbridge.payments.jobs import EXECUTE_JOB, RECOVER_JOB
 from tillbridge.queue.tables import jobs
-from tillbridge.services.payments import EXECUTE_JOB, RECOVER_JOB, NewPayment, PaymentService
 from tillbridge.store import payments_repo as repo
 from tillbridge.store.db import Database
 
 pytestmark = pytest.mark.anyio
 
 
-def service(db: Database) -> tuple[PaymentService, FakeConnector]:
+def service(db: Database) -> tuple[PaymentEngine, FakeConnector]:
     fake = FakeConnector()
-    return PaymentService(db, {"fake": fake}, redactor=Redactor([])), fake
+    return PaymentEngine(db, {"fake": fake}, [OnlineFamily()], redactor=Redactor([])), fake
 
 
-async def create(svc: PaymentService, db: Database, minor: int) -> tuple[str, str]:
+async def create(svc: PaymentEngine, db: Database, minor: int) -> tuple[str, str]:
     async with db.write() as conn:
         p = await svc.create(
             conn,
@@ -56,7 +58,7 @@ async def test_create_commits_payment_operation_and_job_together(db: Database) -
     assert p.state == PaymentState.CREATED
     assert op.echo_id.startswith("tx_")  # persisted before anything is sent
     [job] = await jobs_of(db, EXECUTE_JOB)
-    assert job["payload"] == {"payment_id": pid, "operation_id": op_id}
+    assert job["payload"] == {"payment_id": pid, "operation_id": op_id, "connector": "fake"}
 
 
 async def test_rolled_back_create_leaves_nothing(db: Database) -> None:
@@ -90,7 +92,7 @@ async def test_execute_applies_the_outcome(
 ) -> None:
     svc, _fake = service(db)
     pid, op_id = await create(svc, db, minor)
-    await svc.execute(pid, op_id)
+    await svc.execute(pid, op_id, "fake")
     async with db.read() as conn:
         p = await repo.get_payment(conn, pid)
         op = await repo.get_operation(conn, op_id)
@@ -102,9 +104,9 @@ async def test_execute_applies_the_outcome(
 async def test_unknown_is_recovered_by_asking_and_money_moves_once(db: Database) -> None:
     svc, fake = service(db)
     pid, op_id = await create(svc, db, 3099)
-    await svc.execute(pid, op_id)
+    await svc.execute(pid, op_id, "fake")
     [job] = await jobs_of(db, RECOVER_JOB)
-    await svc.recover(pid, op_id, attempt=job["payload"]["attempt"])
+    await svc.recovery.job(pid, op_id, job["payload"]["connector"])
     async with db.read() as conn:
         p = await repo.get_payment(conn, pid)
     assert p.state == PaymentState.CAPTURED
@@ -116,8 +118,8 @@ async def test_unknown_is_recovered_by_asking_and_money_moves_once(db: Database)
 async def test_execute_twice_is_a_noop(db: Database) -> None:
     svc, fake = service(db)
     pid, op_id = await create(svc, db, 1234)
-    await svc.execute(pid, op_id)
-    await svc.execute(pid, op_id)  # the job delivered again (at-least-once)
+    await svc.execute(pid, op_id, "fake")
+    await svc.execute(pid, op_id, "fake")  # the job delivered again (at-least-once)
     assert sum(fake.charges.values()) == 1
 
 
@@ -129,13 +131,13 @@ async def test_worker_death_after_in_progress_never_resends(db: Database) -> Non
         p = await repo.get_payment(conn, pid)
         p.transition(PaymentState.IN_PROGRESS, p.updated_at)
         await repo.save_payment(conn, p)
-    await svc.execute(pid, op_id)  # the job comes back after the lease expired
+    await svc.execute(pid, op_id, "fake")  # the job comes back after the lease expired
     async with db.read() as conn:
         p = await repo.get_payment(conn, pid)
     assert p.state == PaymentState.UNKNOWN
     assert fake.charges == {}  # nothing was sent again
     [job] = await jobs_of(db, RECOVER_JOB)
-    await svc.recover(pid, op_id, attempt=job["payload"]["attempt"])
+    await svc.recovery.job(pid, op_id, job["payload"]["connector"])
     async with db.read() as conn:
         p = await repo.get_payment(conn, pid)
     # The fake never saw it (it "died" with the worker): no record means it never arrived.
@@ -147,7 +149,7 @@ async def test_operator_resolves_unknown_and_it_is_audited(db: Database) -> None
 
     svc, _ = service(db)
     pid, op_id = await create(svc, db, 3099)
-    await svc.execute(pid, op_id)
+    await svc.execute(pid, op_id, "fake")
     with pytest.raises(ValidationError):
         await svc.resolve(pid, outcome="succeeded", reason=" ", actor="operator:ann")
     p = await svc.resolve(pid, outcome="succeeded", reason="seen on terminal", actor="operator:ann")
@@ -165,7 +167,7 @@ async def test_cancel_before_execution_stops_the_sale(db: Database) -> None:
     pid, op_id = await create(svc, db, 1234)
     p = await svc.cancel(pid, actor="test")
     assert p.state == PaymentState.CANCELED
-    await svc.execute(pid, op_id)
+    await svc.execute(pid, op_id, "fake")
     assert fake.charges == {}
 
 

@@ -12,15 +12,16 @@ import signal
 import sys
 from datetime import timedelta
 
-from tillbridge.config import MerchantConfig, Terminal
-from tillbridge.jobs import build_registry
+from tillbridge.app.jobs import build_registry
+from tillbridge.app.runtime import build_runtime
+from tillbridge.config import MerchantConfig
+from tillbridge.connectors.terminals.zvt.connector import ZvtTerminalConfig
 from tillbridge.queue import Worker
-from tillbridge.runtime import build_runtime
 from tillbridge.settings import Settings
 
 
 async def main(url: str, host: str, port: int) -> None:
-    config = MerchantConfig(terminals={"lane1": Terminal(protocol="zvt", host=host, port=port)})
+    config = MerchantConfig(terminals={"lane1": ZvtTerminalConfig(host=host, port=port)})
     rt = build_runtime(Settings(database_url=url, log_level="warning"), config)
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)

@@ -3,59 +3,44 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
 
-from tillbridge.config import Connector, MerchantConfig, Terminal
+from tillbridge import testing
+from tillbridge.app.jobs import build_registry
+from tillbridge.app.runtime import Runtime
+from tillbridge.config import MerchantConfig, TerminalConfig
+from tillbridge.connectors.gateways.fake import FakeConnectorConfig
+from tillbridge.connectors.terminals import store as ts
+from tillbridge.connectors.terminals.events import StoredEvent
+from tillbridge.connectors.terminals.tables import terminal_events
+from tillbridge.connectors.terminals.zvt.connector import ZvtTerminalConfig
 from tillbridge.domain.payments import Payment
 from tillbridge.domain.states import OperationKind, PaymentState
-from tillbridge.jobs import build_registry
 from tillbridge.money import Money
-from tillbridge.observability.redaction import Redactor
+from tillbridge.payments.engine import NewPayment
 from tillbridge.queue import Worker
-from tillbridge.runtime import Runtime
-from tillbridge.services.payments import NewPayment
-from tillbridge.settings import Settings
 from tillbridge.simulators.zvt import SimulatorHandle
 from tillbridge.store import payments_repo as repo
 from tillbridge.store.db import Database
-from tillbridge.terminals import store as ts
-from tillbridge.terminals.events import StoredEvent
-from tillbridge.terminals.tables import terminal_events
+from tillbridge.testing import FakeClock
 
 SimFactory = Callable[..., Awaitable[SimulatorHandle]]
 
 
-def tcp_terminal(sim: SimulatorHandle, **extra: Any) -> Terminal:
+def tcp_terminal(sim: SimulatorHandle, **extra: Any) -> ZvtTerminalConfig:
     assert sim.port is not None
-    return Terminal(protocol="zvt", host="127.0.0.1", port=sim.port, **extra)
+    return ZvtTerminalConfig(host="127.0.0.1", port=sim.port, **extra)
 
 
-def make_runtime(url: str, terminals: dict[str, Terminal]) -> Runtime:
-    config = MerchantConfig(connectors={"fake": Connector(type="fake")}, terminals=terminals)
-    from tillbridge.gateways.fake import FakeConnector
-
-    return Runtime(
-        settings=Settings(database_url=url, redact_values=[]),
-        config=config,
-        db=Database(url),
-        redactor=Redactor([]),
-        connectors={"fake": FakeConnector(name="fake")},
-    )
-
-
-@dataclass
-class Clock:
-    """The engine's clock, movable by tests (start timeouts) instead of sleeping."""
-
-    offset: timedelta = field(default_factory=timedelta)
-
-    def __call__(self) -> datetime:
-        return datetime.now(UTC) + self.offset
+def make_runtime(
+    url: str, terminals: Mapping[str, TerminalConfig], *, clock: FakeClock | None = None
+) -> Runtime:
+    config = MerchantConfig(connectors={"fake": FakeConnectorConfig()}, terminals=dict(terminals))
+    return testing.make_runtime(url, config, clock=clock)
 
 
 @dataclass
@@ -95,6 +80,26 @@ class Bridge:
     async def payment(self, pid: str) -> Payment:
         async with self.db.read() as conn:
             return await repo.get_payment(conn, pid)
+
+    async def execute(self, pid: str) -> None:
+        """Run the payment's execute job now (as a redelivered job would)."""
+        tp = await self.terminal_side(pid)
+        await self.rt.payments.execute(pid, tp.operation_id, tp.terminal)
+
+    async def recover(self, pid: str) -> None:
+        """Run a follow-up recovery job now, instead of when it is due."""
+        tp = await self.terminal_side(pid)
+        await self.rt.payments.recovery.job(pid, tp.operation_id, tp.terminal)
+
+    async def mark_sent(self, pid: str) -> None:
+        """Commit the payment as sent, as the worker does just before it talks to the
+        terminal (a test then plays the worker dying right there)."""
+        tp = await self.terminal_side(pid)
+        engine = self.rt.payments
+        family = engine.family(engine.connector(tp.terminal))
+        async with self.db.write() as conn:
+            snap = await family.snapshot(conn, pid, tp.operation_id)
+            await engine._mark_sending(conn, family, snap, self.rt.clock())
 
     async def terminal_side(self, pid: str) -> ts.TerminalPayment:
         async with self.db.read() as conn:

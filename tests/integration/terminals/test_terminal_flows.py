@@ -84,7 +84,7 @@ async def test_unreachable_terminal_fails_not_sent(bridge: Bridge, sim: Simulato
     p = await bridge.pay(1234)
     assert p.state == PaymentState.FAILED
     assert p.failure_reason is not None and "cannot connect" in p.failure_reason
-    status = await bridge.rt.terminals.admin.status("lane1")
+    status = await bridge.rt.terminals.status("lane1")
     assert status["online"] is False and "cannot connect" in status["last_error"]
 
 
@@ -99,7 +99,7 @@ async def test_terminal_answering_busy_fails_clearly(bridge: Bridge, sim: Simula
 
 async def test_job_delivered_twice_runs_once(bridge: Bridge, sim: SimulatorHandle) -> None:
     p = await bridge.pay(1234)
-    await bridge.rt.terminals.execute(p.id)  # at-least-once delivery: a second run
+    await bridge.execute(p.id)  # at-least-once delivery: a second run
     assert (await bridge.payment(p.id)).state == PaymentState.CAPTURED
     assert sim.terminal.charges == 1 and authorizations(sim) == 1
 
@@ -108,12 +108,12 @@ async def test_end_of_day_stores_totals(bridge: Bridge) -> None:
     await bridge.pay(1000)
     await bridge.pay(2500)
     await bridge.pay(2051)  # declined: not in the totals
-    eod = await bridge.rt.terminals.admin.request_settlement("lane1", actor="test")
+    eod = await bridge.rt.terminals.request_settlement("lane1", actor="test")
     assert eod["state"] == "pending"
     await bridge.run_jobs()
-    done = await bridge.rt.terminals.admin.settlement("lane1", eod["id"])
+    done = await bridge.rt.terminals.settlement("lane1", eod["id"])
     assert done["state"] == "succeeded"
     assert done["total"] == 3500 and done["count"] == 2
     assert done["schemes"] == [{"scheme": "girocard", "count": 2, "total": 3500}]
-    status = await bridge.rt.terminals.admin.status("lane1")
+    status = await bridge.rt.terminals.status("lane1")
     assert status["last_end_of_day"]["id"] == eod["id"]

@@ -12,12 +12,12 @@ from sqlalchemy import select
 from term_support import Bridge, authorizations
 
 from tillbridge.audit.tables import audit_log
+from tillbridge.connectors.terminals.zvt import ZvtTerminal
 from tillbridge.domain.states import PaymentState
 from tillbridge.errors import ValidationError
+from tillbridge.payments.jobs import RECOVER_JOB
 from tillbridge.queue.tables import jobs
 from tillbridge.simulators.zvt import SimulatorHandle
-from tillbridge.terminals.engine import RECOVER_JOB
-from tillbridge.terminals.zvt import ZvtTerminal
 
 pytestmark = pytest.mark.anyio
 
@@ -76,9 +76,7 @@ async def test_sent_but_never_reached_is_declined_by_recovery_not_resent(
     before anything reached the terminal: recovery proves it was never booked."""
     await bridge.pay(1000)
     pid = await bridge.create(1234)
-    engine = bridge.rt.terminals
-    async with bridge.db.write() as conn:  # committed, then the process "died"
-        await engine._mark_sending(conn, await engine._snapshot(conn, pid))
+    await bridge.mark_sent(pid)  # committed, then the process "died"
     await bridge.run_jobs()
     p = await bridge.payment(pid)
     assert p.state == PaymentState.DECLINED
@@ -149,7 +147,7 @@ async def test_status_query_without_an_answer_is_asked_again_later(
     assert p.state == PaymentState.UNKNOWN
     assert await recover_jobs(bridge) == 1 and not (await bridge.terminal_side(p.id)).needs_operator
     sim.configure(garbage=None)
-    await bridge.rt.terminals.recovery.job(p.id)  # the follow-up, run now instead of in 2 s
+    await bridge.recover(p.id)  # the follow-up, run now instead of in 2 s
     assert (await bridge.payment(p.id)).state == PaymentState.CAPTURED
     assert sim.terminal.charges == 2 and authorizations(sim) == 2
 
@@ -165,7 +163,7 @@ async def test_recovery_refuses_to_guess_once_another_payment_ran(
     assert (await bridge.payment(second)).state == PaymentState.CAPTURED
     assert (await bridge.payment(first)).state == PaymentState.UNKNOWN
     sim.configure(garbage=None)
-    await bridge.rt.terminals.recovery.job(first)  # the follow-up comes after the second sale
+    await bridge.recover(first)  # the follow-up comes after the second sale
     tp = await bridge.terminal_side(first)
     assert tp.needs_operator and "another payment ran" in (tp.detail or "")
     assert (await bridge.payment(first)).state == PaymentState.UNKNOWN
@@ -174,7 +172,7 @@ async def test_recovery_refuses_to_guess_once_another_payment_ran(
 async def test_truncated_frame_from_the_terminal_is_unknown_then_recovered(
     bridge: Bridge, sim: SimulatorHandle
 ) -> None:
-    zvt = bridge.rt.terminals.handles["lane1"].connector
+    zvt = bridge.rt.terminals.connector("lane1").zvt  # type: ignore[attr-defined]
     assert isinstance(zvt, ZvtTerminal)
     zvt._cfg = dataclasses.replace(zvt.config, t3=0.3)  # keep the test short: T3 is 5 s
     await bridge.pay(1000)

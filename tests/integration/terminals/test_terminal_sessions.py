@@ -15,7 +15,6 @@ from datetime import timedelta
 import pytest
 from term_support import (
     Bridge,
-    Clock,
     SimFactory,
     authorizations,
     make_runtime,
@@ -23,11 +22,13 @@ from term_support import (
     wait_for,
 )
 
-from tillbridge.config import Terminal
+from tillbridge.connectors.terminals.sandbox import SandboxTerminal, SandboxTerminalConfig
+from tillbridge.connectors.terminals.zvt import ZvtTerminal
+from tillbridge.connectors.terminals.zvt.connector import ZvtTerminalConfig
 from tillbridge.domain.states import PaymentState
-from tillbridge.errors import DomainError
+from tillbridge.errors import DomainError, NotSupported
 from tillbridge.simulators.zvt import SimulatorHandle, serve_serial
-from tillbridge.terminals.zvt import ZvtTerminal
+from tillbridge.testing import FakeClock
 
 pytestmark = pytest.mark.anyio
 
@@ -61,7 +62,7 @@ async def test_two_payments_for_one_terminal_run_one_after_the_other(
         # The first payment is at the terminal; the second waits in line, nothing sent.
         assert (await bridge.payment(first)).state == PaymentState.IN_PROGRESS
         assert (await bridge.payment(second)).state == PaymentState.CREATED
-        status = await bridge.rt.terminals.admin.status("lane1")
+        status = await bridge.rt.terminals.status("lane1")
         assert status["busy"] and status["current_payment_id"] == first
         assert status["queued_payments"] == 1
         await card_inserted(sim)
@@ -79,14 +80,16 @@ async def test_two_payments_for_one_terminal_run_one_after_the_other(
 async def test_a_payment_that_cannot_start_in_time_is_canceled_with_the_reason(
     bridge: Bridge, sim: SimulatorHandle
 ) -> None:
-    clock = Clock()
-    bridge.rt.terminals.clock = clock
+    clock = bridge.rt.clock
+    assert isinstance(clock, FakeClock)
     sim.configure(hold_card=True)
     first = await bridge.create(1000)
     second = await bridge.create(2000)
     async with running_worker(bridge):
         await asyncio.wait_for(sim.terminal.card_waiting.wait(), 20)
-        clock.offset = bridge.rt.terminals.start_timeout + timedelta(seconds=1)
+        clock.advance(
+            (bridge.rt.terminals.family.start_timeout + timedelta(seconds=1)).total_seconds()
+        )
         await card_inserted(sim)
         await bridge.wait_state(first, PaymentState.CAPTURED)
         p = await bridge.wait_state(second, PaymentState.CANCELED)
@@ -125,7 +128,7 @@ async def test_cancel_of_a_queued_payment_never_reaches_the_terminal(
 async def test_terminal_that_cannot_abort_says_cancel_on_the_terminal(
     bridge: Bridge, sim: SimulatorHandle
 ) -> None:
-    zvt = bridge.rt.terminals.handles["lane1"].connector
+    zvt = bridge.rt.terminals.connector("lane1").zvt  # type: ignore[attr-defined]
     assert isinstance(zvt, ZvtTerminal)
     zvt._cfg = dataclasses.replace(zvt.config, can_abort=False)  # e.g. some PAX models
     sim.configure(hold_card=True)
@@ -140,35 +143,36 @@ async def test_terminal_that_cannot_abort_says_cancel_on_the_terminal(
         await bridge.wait_state(pid, PaymentState.CAPTURED)
 
 
-async def test_input_is_recorded_and_only_abort_is_delivered(
+async def test_input_a_terminal_cannot_take_is_refused_and_abort_is_delivered(
     bridge: Bridge, sim: SimulatorHandle
 ) -> None:
-    idle = await bridge.rt.terminals.admin.submit_input("lane1", "confirm", None, actor="op")
+    idle = await bridge.rt.terminals.submit_input("lane1", "abort", None, actor="op")
     assert idle["recorded"] and not idle["delivered"] and idle["payment_id"] is None
     sim.configure(hold_card=True)
     pid = await bridge.create(1000)
     async with running_worker(bridge):
         await asyncio.wait_for(sim.terminal.card_waiting.wait(), 20)
-        text = await bridge.rt.terminals.admin.submit_input("lane1", "text", "hi", actor="op")
-        assert text["payment_id"] == pid and not text["delivered"]
-        assert "on the terminal itself" in text["detail"]
-        abort = await bridge.rt.terminals.admin.submit_input("lane1", "abort", None, actor="op")
+        with pytest.raises(NotSupported) as refused:
+            await bridge.rt.terminals.submit_input("lane1", "text", "hi", actor="op")
+        assert "on the terminal itself" in refused.value.message
+        assert refused.value.details["supported"] == ["abort"]
+        abort = await bridge.rt.terminals.submit_input("lane1", "abort", None, actor="op")
         assert abort["delivered"] and abort["supported"] == ["abort"]
         await bridge.wait_state(pid, PaymentState.DECLINED)
     kinds = [e.kind for e in await bridge.events(pid)]
-    assert kinds.count("input") == 2
+    assert kinds.count("input") == 1  # the refused input was not recorded as delivered
 
 
 async def test_zvt_over_serial(db_url: str, pty_pair: tuple[str, str]) -> None:
     pt_side, ecr_side = pty_pair
     sim = await serve_serial(pt_side)
-    rt = make_runtime(db_url, {"till": Terminal(protocol="zvt", serial=ecr_side)})
+    rt = make_runtime(db_url, {"till": ZvtTerminalConfig(serial=ecr_side)})
     try:
         bridge = Bridge(rt)
         p = await bridge.pay(1234, terminal="till")
         assert p.state == PaymentState.CAPTURED
         assert (await bridge.terminal_side(p.id)).masked_pan == "672559******1234"
-        status = await rt.terminals.admin.status("till")
+        status = await rt.terminals.status("till")
         assert status["link"] == f"serial:{ecr_side}" and status["online"] is True
     finally:
         await rt.close()
@@ -180,7 +184,7 @@ async def test_serial_frames_with_a_bad_crc_are_refused_and_repeated(
 ) -> None:
     pt_side, ecr_side = pty_pair
     sim = await serve_serial(pt_side, corrupt_crc_once=True, nak_once=True)
-    rt = make_runtime(db_url, {"till": Terminal(protocol="zvt", serial=ecr_side)})
+    rt = make_runtime(db_url, {"till": ZvtTerminalConfig(serial=ecr_side)})
     try:
         p = await Bridge(rt).pay(1234, terminal="till")
         assert p.state == PaymentState.CAPTURED  # NAK, repeat, carry on: no crash, no loss
@@ -192,13 +196,13 @@ async def test_serial_frames_with_a_bad_crc_are_refused_and_repeated(
 
 
 async def test_fake_terminal_runs_in_process(db_url: str) -> None:
-    rt = make_runtime(db_url, {"demo": Terminal(protocol="fake")})
+    rt = make_runtime(db_url, {"demo": SandboxTerminalConfig()})
     try:
         bridge = Bridge(rt)
         assert (await bridge.pay(1234, terminal="demo")).state == PaymentState.CAPTURED
         assert (await bridge.pay(1098, terminal="demo")).state == PaymentState.CAPTURED
-        sim_terminal = rt.terminals.handles["demo"].simulator
-        assert sim_terminal is not None and sim_terminal.charges == 2
+        sandbox = rt.terminals.connector("demo")
+        assert isinstance(sandbox, SandboxTerminal) and sandbox.charges == 2
     finally:
         await rt.close()
 

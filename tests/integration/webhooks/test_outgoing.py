@@ -249,7 +249,7 @@ def s(setup: Setup) -> Setup:
 async def test_exchanges_are_audited_with_card_data_redacted(s: Setup) -> None:
     from tillbridge.audit.tables import audit_log
     from tillbridge.money import Money
-    from tillbridge.services.payments import NewPayment
+    from tillbridge.payments.engine import NewPayment
 
     b = s.bridge
     async with b.db.write() as conn:

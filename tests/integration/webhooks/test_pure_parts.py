@@ -9,10 +9,11 @@ import pytest
 import typer
 from pydantic import ValidationError as PydanticValidationError
 
-from tillbridge.cli_simulate import parse_rate
-from tillbridge.config import Erp, SecretRef, Subscriber
+from tillbridge.cli.simulate import parse_rate
+from tillbridge.config import SecretRef, Subscriber
 from tillbridge.domain.payments import Payment
 from tillbridge.domain.states import PaymentState
+from tillbridge.erp.xentral.entry import XentralConfig
 from tillbridge.errors import ConfigError
 from tillbridge.inbound.failures import FailureWindow
 from tillbridge.inbound.intake import SecretSource, dedupe_key, is_json_media, kept_headers
@@ -157,10 +158,10 @@ def test_secret_source_rereads_after_its_ttl(monkeypatch: pytest.MonkeyPatch) ->
 
 def test_erp_webhook_secrets_are_optional_and_only_for_xentral() -> None:
     key = SecretRef(env="K")
-    plain = Erp(type="xentral", url="https://x.example", api_key=key)  # type: ignore[arg-type]
+    plain = XentralConfig(url="https://x.example", api_key=key)  # type: ignore[arg-type]
     assert plain.webhook_secrets == []
-    with pytest.raises(PydanticValidationError, match="only used by"):
-        Erp(type="odoo", url="https://o.example", api_key=key, webhook_secrets=[key])  # type: ignore[arg-type]
+    with pytest.raises(PydanticValidationError, match="Extra inputs are not permitted"):
+        XentralConfig(url="https://x.example", api_key=key, database="odoo")  # type: ignore[arg-type, call-arg]
 
 
 @pytest.mark.parametrize(("text", "rate"), [("20/s", 20.0), ("5", 5.0), ("0.5/s", 0.5)])
@@ -180,9 +181,7 @@ def test_webhook_secrets_are_secret_refs_for_redaction_and_config_check() -> Non
     key = SecretRef(env="K")
     cfg = MerchantConfig(
         erp={
-            "x": Erp(
-                type="xentral", url="https://x.example", api_key=key, webhook_secrets=[key, key]
-            )  # type: ignore[arg-type]
+            "x": XentralConfig(url="https://x.example", api_key=key, webhook_secrets=[key, key])  # type: ignore[arg-type]
         }
     )
     assert [w for w, _ in cfg.secret_refs()] == [

@@ -12,15 +12,17 @@ import structlog
 from sqlalchemy import select
 from wh_support import Bridge, make_config, open_bridge, set_secret_env
 
-from tillbridge.config import Register, Terminal
+from tillbridge.app.jobs import build_registry
+from tillbridge.config import Register
+from tillbridge.connectors.gateways.fake import FakeConnector
+from tillbridge.connectors.terminals.sandbox import SandboxTerminalConfig
+from tillbridge.connectors.terminals.zvt.connector import ZvtTerminalConfig
 from tillbridge.domain.states import PaymentState
 from tillbridge.erp.xentral.tables import xentral_pos_payments
-from tillbridge.gateways.contract import ConnectorResult, OperationRequest
-from tillbridge.gateways.fake import FakeConnector
 from tillbridge.inbound.inbox import PROCESS_JOB
 from tillbridge.inbound.tables import webhook_inbox
-from tillbridge.jobs import build_registry
 from tillbridge.money import Money
+from tillbridge.payments.contract import Call, ConnectorResult, OperationRequest
 from tillbridge.queue import JobContext, LeaseLost, Worker
 from tillbridge.queue.tables import jobs
 from tillbridge.simulators.xentral import card_payment_body, envelope
@@ -70,16 +72,15 @@ async def test_the_registers_terminal_is_the_connector_when_it_exists(
     set_secret_env(monkeypatch)
     cfg = make_config().model_copy(
         update={
-            "terminals": {"lane-term": Terminal(protocol="fake", store="shop")},
+            "terminals": {"lane-term": SandboxTerminalConfig(store="shop")},
             "registers": {
                 "lane1": Register(store="shop", terminal="lane-term", xentral_project="1"),
                 "lane2": Register(store="shop", terminal="lane-term", xentral_project="POS-02"),
             },
         }
     )
-    conns = {"lane-term": FakeConnector(name="lane-term")}
-    async with open_bridge(db_url, cfg, connectors=conns) as b:
-        assert "fake" in b.runtime.connectors  # always there once Xentral is configured
+    async with open_bridge(db_url, cfg) as b:
+        assert "fake" in b.runtime.connectors  # configured on purpose in these tests
         await b.send_sale()
         await b.send_sale(project_id="uuid-2", project_number="POS-02", document_number="2")
         await b.work()
@@ -262,10 +263,10 @@ class GatedConnector(FakeConnector):
     entered: asyncio.Event = field(default_factory=asyncio.Event)
     release: asyncio.Event = field(default_factory=asyncio.Event)
 
-    async def purchase(self, req: OperationRequest) -> ConnectorResult:
+    async def purchase(self, req: OperationRequest, call: Call) -> ConnectorResult:
         self.entered.set()
         await self.release.wait()
-        return await FakeConnector.purchase(self, req)
+        return await FakeConnector.purchase(self, req, call)
 
 
 async def test_a_repeat_while_the_first_is_still_processing_has_one_effect(
@@ -323,9 +324,7 @@ async def test_a_refund_at_a_register_with_a_terminal_pays_back_on_the_terminal(
     try:
         cfg = make_config().model_copy(
             update={
-                "terminals": {
-                    "lane-zvt": Terminal(protocol="zvt", host="127.0.0.1", port=sim.port)
-                },
+                "terminals": {"lane-zvt": ZvtTerminalConfig(host="127.0.0.1", port=sim.port)},
                 "registers": {
                     "lane1": Register(store="shop", terminal="lane-zvt", xentral_project="1")
                 },

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import httpx2
@@ -20,17 +20,18 @@ from local_http import serve_asgi as serve_asgi  # re-exported for the webhook t
 from sqlalchemy import func, select
 from sqlalchemy.sql.schema import Table
 
+from tillbridge import testing
 from tillbridge.api import create_app
-from tillbridge.config import Connector, Erp, MerchantConfig, Register, SecretRef, Store, Subscriber
+from tillbridge.app.jobs import build_registry
+from tillbridge.app.runtime import Runtime
+from tillbridge.config import MerchantConfig, Register, SecretRef, Store, Subscriber
+from tillbridge.connectors.gateways.fake import FakeConnectorConfig
+from tillbridge.erp.xentral.entry import XentralConfig
 from tillbridge.inbound.failures import FailureWindow
-from tillbridge.jobs import build_registry
 from tillbridge.money import Money
-from tillbridge.observability.redaction import Redactor
 from tillbridge.outbound import BreakerConfig, BreakerRegistry
 from tillbridge.queue import Worker
-from tillbridge.runtime import Runtime, build_connectors
 from tillbridge.services import apikeys
-from tillbridge.settings import Settings
 from tillbridge.simulators.xentral import (
     XentralDelivery,
     XentralSimState,
@@ -40,6 +41,7 @@ from tillbridge.simulators.xentral import (
 )
 from tillbridge.simulators.xentral import create_app as xentral_api
 from tillbridge.store.db import Database
+from tillbridge.testing import FakeClock
 
 XENTRAL_KEY = "xentral-webhook-key-0001"  # 24 chars, like a key entered in Xentral's UI
 XENTRAL_TOKEN = "xentral-api-token-0001"
@@ -47,29 +49,13 @@ ACCOUNT = "xpos"
 XENTRAL_URL = "http://xentral.test"
 
 
-class MovableClock:
-    """Wall and queue time that move only when told to.
+def MovableClock() -> FakeClock:
+    """Wall, queue and engine time that move only when told to.
 
-    It starts ten minutes ahead of the real time: jobs enqueued by code that stamps them with
-    the real clock (the payment engine) are then due for a worker running on this clock.
+    It starts ten minutes ahead of the real time: jobs stamped with the real time by code that
+    does not take the clock are then due for a worker running on this clock.
     """
-
-    def __init__(self) -> None:
-        self.now = datetime.now(UTC).replace(microsecond=0) + timedelta(minutes=10)
-        self.mono = 1000.0
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def wall(self) -> float:
-        return self.now.timestamp()
-
-    def monotonic(self) -> float:
-        return self.mono
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
-        self.mono += seconds
+    return FakeClock(ahead=timedelta(minutes=10))
 
 
 def make_config(
@@ -84,11 +70,10 @@ def make_config(
         stores={"shop": Store(name="Shop")},
         registers=registers,
         # The sandbox is configured on purpose: registers without a terminal fall back to it.
-        connectors={"fake": Connector(type="fake")}
-        | ({"lane-term": Connector(type="fake")} if terminal_connector else {}),
+        connectors={"fake": FakeConnectorConfig()}
+        | ({"lane-term": FakeConnectorConfig()} if terminal_connector else {}),
         erp={
-            ACCOUNT: Erp(
-                type="xentral",
+            ACCOUNT: XentralConfig(
                 url=XENTRAL_URL,  # type: ignore[arg-type]
                 api_key=SecretRef(env="TB_TEST_XENTRAL_TOKEN"),
                 webhook_secrets=[
@@ -163,15 +148,10 @@ async def open_bridge(
     url: str, config: MerchantConfig, *, connectors: dict[str, Any] | None = None
 ) -> AsyncIterator[Bridge]:
     clock = MovableClock()
-    conns = build_connectors(config) | dict(connectors or {})
-    runtime = Runtime(
-        settings=Settings(database_url=url, redact_values=[]),
-        config=config,
-        db=Database(url),
-        redactor=Redactor([XENTRAL_KEY, XENTRAL_TOKEN]),
-        connectors=conns,
-    )
-    runtime.payments.clock = clock
+    runtime = testing.make_runtime(
+        url, config, connectors=connectors, clock=clock,
+        redact_values=[XENTRAL_KEY, XENTRAL_TOKEN],
+    )  # fmt: skip
     intake = runtime.integrations.intake
     intake.wall_clock = clock.wall
     intake.failures = FailureWindow(threshold=3, window_s=60, clock=clock.monotonic)

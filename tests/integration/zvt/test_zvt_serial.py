@@ -8,11 +8,12 @@ from typing import Any
 import pytest
 from zvt_support import eur
 
+from tillbridge.connectors.terminals.zvt import ZvtConfig, ZvtTerminal
+from tillbridge.connectors.terminals.zvt.link import ZvtLink
+from tillbridge.connectors.terminals.zvt.requests import PurchaseRequest
+from tillbridge.connectors.terminals.zvt.serial import SerialLink
+from tillbridge.domain.states import Outcome
 from tillbridge.simulators.zvt import SimulatorHandle, serve_serial
-from tillbridge.terminals.contract import Outcome, PurchaseRequest
-from tillbridge.terminals.zvt import ZvtConfig, ZvtTerminal
-from tillbridge.terminals.zvt.link import ZvtLink
-from tillbridge.terminals.zvt.serial import SerialLink
 
 pytestmark = pytest.mark.anyio
 

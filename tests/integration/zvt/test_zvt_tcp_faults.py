@@ -10,24 +10,20 @@ import anyio
 import pytest
 from zvt_support import SimFactory, client, eur
 
+from tillbridge.connectors.terminals.zvt import ZvtTerminal
+from tillbridge.connectors.terminals.zvt.requests import PurchaseRequest, StatusQuery
+from tillbridge.domain.states import OperationKind, Outcome
 from tillbridge.errors import TerminalBusy
-from tillbridge.terminals.contract import (
-    Outcome,
-    PurchaseRequest,
-    StatusQuery,
-    TerminalResult,
-    TransactionKind,
-)
-from tillbridge.terminals.zvt import ZvtTerminal
+from tillbridge.payments.contract import ConnectorResult
 
 pytestmark = pytest.mark.anyio
 
 
-def query_for(result: TerminalResult, **kw: str | None) -> StatusQuery:
+def query_for(result: ConnectorResult, **kw: str | None) -> StatusQuery:
     assert result.amount is not None
     return StatusQuery(
         result.reference or "op",
-        TransactionKind.PURCHASE,
+        OperationKind.PURCHASE,
         result.amount,
         echo_id=kw.get("echo_id", result.echo_id),
         receipt_number=kw.get("receipt_number", result.receipt_number),
@@ -37,9 +33,9 @@ def query_for(result: TerminalResult, **kw: str | None) -> StatusQuery:
 
 async def test_cut_after_status_information_then_recovery(start_sim: SimFactory) -> None:
     sim = await start_sim()
-    persisted: list[TerminalResult] = []
+    persisted: list[ConnectorResult] = []
 
-    async def persist(result: TerminalResult) -> None:
+    async def persist(result: ConnectorResult) -> None:
         persisted.append(result)
 
     terminal = client(sim, persist_result=persist)
@@ -66,7 +62,7 @@ async def test_cut_before_the_status_information_arrives(start_sim: SimFactory) 
     lost = await terminal.purchase(PurchaseRequest(eur(1097), "op-2"))
     assert lost.outcome is Outcome.UNKNOWN
     assert lost.trace_number is None
-    query = StatusQuery("op-2", TransactionKind.PURCHASE, eur(1097), previous_echo_id=first.echo_id)
+    query = StatusQuery("op-2", OperationKind.PURCHASE, eur(1097), previous_echo_id=first.echo_id)
     recovered = await client(sim).query_status(query)
     assert recovered.outcome is Outcome.SUCCEEDED
     assert recovered.trace_number == "000002"
@@ -88,7 +84,7 @@ async def test_recovery_when_our_sale_never_reached_the_journal(start_sim: SimFa
     sim = await start_sim()
     terminal = client(sim)
     first = await terminal.purchase(PurchaseRequest(eur(1000), "op-1"))
-    query = StatusQuery("op-2", TransactionKind.PURCHASE, eur(2000), previous_echo_id=first.echo_id)
+    query = StatusQuery("op-2", OperationKind.PURCHASE, eur(2000), previous_echo_id=first.echo_id)
     recovered = await terminal.query_status(query)
     assert recovered.outcome is Outcome.DECLINED
     assert recovered.trace_number is None  # the PT's last transaction is not ours
@@ -124,7 +120,7 @@ async def test_missing_completion_as_a_configured_vendor_quirk(start_sim: SimFac
 async def test_cancel_from_the_ecr(start_sim: SimFactory) -> None:
     sim = await start_sim(hold_card=True)
     terminal = client(sim)
-    results: list[TerminalResult] = []
+    results: list[ConnectorResult] = []
     async with anyio.create_task_group() as tg:
 
         async def pay() -> None:
@@ -142,7 +138,7 @@ async def test_cancel_from_the_ecr(start_sim: SimFactory) -> None:
 
 async def test_second_session_gets_busy(start_sim: SimFactory) -> None:
     sim = await start_sim(hold_card=True)
-    results: list[TerminalResult] = []
+    results: list[ConnectorResult] = []
     async with anyio.create_task_group() as tg:
 
         async def pay() -> None:
@@ -195,6 +191,6 @@ async def test_connection_refused_is_not_sent(start_sim: SimFactory) -> None:
     result = await ZvtTerminal.tcp("127.0.0.1", port).purchase(PurchaseRequest(eur(1000), "op"))
     assert result.outcome is Outcome.NOT_SENT
     recovery = await ZvtTerminal.tcp("127.0.0.1", port).query_status(
-        StatusQuery("op", TransactionKind.PURCHASE, eur(1000), echo_id="000001")
+        StatusQuery("op", OperationKind.PURCHASE, eur(1000), echo_id="000001")
     )
     assert recovery.outcome is Outcome.UNKNOWN  # asking failed: that proves nothing

@@ -5,24 +5,22 @@ from __future__ import annotations
 import pytest
 from zvt_support import SimFactory, client, eur
 
-from tillbridge.terminals.contract import (
-    EventKind,
-    Outcome,
+from tillbridge.connectors.terminals.zvt.requests import (
     PurchaseRequest,
-    ReceiptSide,
     RefundRequest,
     ReversalRequest,
-    TerminalEvent,
 )
+from tillbridge.domain.states import Outcome
+from tillbridge.payments.contract import ConnectorEvent, EventKind, ReceiptSide
 
 pytestmark = pytest.mark.anyio
 
 
 async def test_purchase_streams_events_and_returns_receipts(start_sim: SimFactory) -> None:
     sim = await start_sim()
-    events: list[TerminalEvent] = []
+    events: list[ConnectorEvent] = []
 
-    async def on_event(event: TerminalEvent) -> None:
+    async def on_event(event: ConnectorEvent) -> None:
         events.append(event)
 
     result = await client(sim).purchase(PurchaseRequest(eur(1234), "op-1", on_event))

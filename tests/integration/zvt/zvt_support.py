@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from tillbridge.connectors.terminals.zvt import ZvtConfig, ZvtTerminal
 from tillbridge.money import Money
 from tillbridge.simulators.zvt import SimulatorHandle
-from tillbridge.terminals.zvt import ZvtConfig, ZvtTerminal
 
 SimFactory = Callable[..., Awaitable[SimulatorHandle]]
 

@@ -5,19 +5,24 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
-from tillbridge.domain.states import Outcome
+from tillbridge.connectors.terminals import store as ts
+from tillbridge.connectors.terminals.events import StoredEvent
+from tillbridge.connectors.terminals.family import CardPresentFamily, TerminalSide
+from tillbridge.connectors.terminals.store import TerminalPayment, result_values
+from tillbridge.connectors.terminals.zvt.connector import could_not_ask
+from tillbridge.domain.payments import Operation, Payment
+from tillbridge.domain.states import OperationKind, Outcome, PaymentState
 from tillbridge.domain.states import Outcome as DomainOutcome
-from tillbridge.terminals import contract
-from tillbridge.terminals.contract import TerminalResult, TransactionKind
-from tillbridge.terminals.events import StoredEvent
-from tillbridge.terminals.recovery import could_not_ask, instruction
-from tillbridge.terminals.store import TerminalPayment, result_values
+from tillbridge.money import Money
+from tillbridge.payments import contract
+from tillbridge.payments.contract import ConnectorResult
+from tillbridge.payments.families import Snapshot
 
 NOW = datetime(2025, 3, 1, 10, 0, tzinfo=UTC)
 
 
-def unknown(detail: str) -> TerminalResult:
-    return TerminalResult(Outcome.UNKNOWN, TransactionKind.PURCHASE, detail=detail)
+def unknown(detail: str) -> ConnectorResult:
+    return ConnectorResult(Outcome.UNKNOWN, OperationKind.PURCHASE, detail=detail)
 
 
 def test_one_outcome_enum_for_the_whole_bridge() -> None:
@@ -41,7 +46,11 @@ def test_only_link_problems_are_asked_again() -> None:
 def test_operator_instruction_names_the_evidence_and_the_command() -> None:
     tp = TerminalPayment("pay_1", "op_1", "lane1", "purchase", NOW, previous_echo_id="000041")
     tp.trace_number = "000042"
-    text = instruction("pay_1", tp, "12.34 EUR")
+    amount = Money(1234, "EUR")
+    p = Payment("pay_1", amount, "R", "lane1", PaymentState.UNKNOWN, NOW, NOW)
+    op = Operation("op_1", "pay_1", OperationKind.PURCHASE, amount, "tx_1", NOW, NOW)
+    side = TerminalSide(tp, ts.TerminalState("lane1"), None)
+    text = CardPresentFamily.instruction(None, Snapshot(p, op, side))  # type: ignore[arg-type]
     assert "terminal lane1" in text and "12.34 EUR" in text
     assert "trace 000042" in text and "previous trace 000041" in text
     assert "tillbridge payments resolve pay_1 --as succeeded|failed" in text
@@ -49,9 +58,9 @@ def test_operator_instruction_names_the_evidence_and_the_command() -> None:
 
 
 def test_stored_evidence_never_holds_more_than_a_masked_pan() -> None:
-    result = TerminalResult(
+    result = ConnectorResult(
         Outcome.SUCCEEDED,
-        TransactionKind.PURCHASE,
+        OperationKind.PURCHASE,
         masked_pan="6725591234561234",  # a terminal that sends too much
         trace_number="000007",
         customer_receipt=("line",),

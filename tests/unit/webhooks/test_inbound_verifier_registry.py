@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from tillbridge.erp.xentral.verifier import XentralVerifier
 from tillbridge.errors import ConfigError, NotFound
 from tillbridge.inbound.verifiers import (
     SignatureRejected,
@@ -11,7 +12,6 @@ from tillbridge.inbound.verifiers import (
     VerifiedEvent,
     VerifierRegistry,
     WebhookVerifier,
-    XentralVerifier,
 )
 from tillbridge.webhooks_out import signing
 

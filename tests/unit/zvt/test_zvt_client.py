@@ -12,21 +12,17 @@ import anyio
 import pytest
 from zvt_helpers import MemoryPT
 
+from tillbridge.connectors.terminals.zvt import ZvtConfig, ZvtTerminal
+from tillbridge.connectors.terminals.zvt.connector import ZvtConnector
+from tillbridge.connectors.terminals.zvt.apdu import Apdu, ack
+from tillbridge.connectors.terminals.zvt.link import ZvtLink, memory_link_pair
+from tillbridge.connectors.terminals.zvt.messages import Completion, StatusInformation
+from tillbridge.connectors.terminals.zvt.requests import PurchaseRequest, ReversalRequest
+from tillbridge.domain.states import Outcome
 from tillbridge.errors import NotSent, TerminalBusy, ValidationError
 from tillbridge.money import Money
-from tillbridge.terminals.contract import (
-    EventKind,
-    Outcome,
-    PurchaseRequest,
-    ReversalRequest,
-    TerminalConnector,
-    TerminalEvent,
-    TerminalResult,
-)
-from tillbridge.terminals.zvt import ZvtConfig, ZvtTerminal
-from tillbridge.terminals.zvt.apdu import Apdu, ack
-from tillbridge.terminals.zvt.link import ZvtLink, memory_link_pair
-from tillbridge.terminals.zvt.messages import Completion, StatusInformation
+from tillbridge.payments.contract import Connector as TerminalConnector
+from tillbridge.payments.contract import ConnectorEvent, ConnectorResult, EventKind
 
 pytestmark = pytest.mark.anyio
 
@@ -45,17 +41,20 @@ def buy(minor: int, ref: str = "op-1") -> PurchaseRequest:
 
 
 async def test_implements_the_contract(pt: MemoryPT) -> None:
-    terminal = ZvtTerminal(pt.connect)
-    assert isinstance(terminal, TerminalConnector)
-    caps = terminal.capabilities
-    assert caps.can_query_last and caps.can_reverse and caps.delivers_receipts
-    assert not caps.can_query_by_reference
+    connector = ZvtConnector(
+        "lane1", lambda persist: ZvtTerminal(pt.connect, persist_result=persist),
+        link="memory", currency="EUR",
+    )  # fmt: skip
+    assert isinstance(connector, TerminalConnector)
+    caps = connector.capabilities
+    assert caps.query_last_only and caps.reversal and caps.receipts
+    assert caps.input == frozenset({"abort"}) and not caps.refund
 
 
 async def test_persist_runs_before_the_status_information_is_acknowledged(pt: MemoryPT) -> None:
-    persisted: list[TerminalResult] = []
+    persisted: list[ConnectorResult] = []
 
-    async def persist(result: TerminalResult) -> None:
+    async def persist(result: ConnectorResult) -> None:
         pt.log.append("persist")
         persisted.append(result)
 
@@ -69,7 +68,7 @@ async def test_persist_runs_before_the_status_information_is_acknowledged(pt: Me
 
 
 async def test_failing_persist_refuses_the_payment_and_reraises(pt: MemoryPT) -> None:
-    async def persist(result: TerminalResult) -> None:
+    async def persist(result: ConnectorResult) -> None:
         raise RuntimeError("database down")
 
     terminal = ZvtTerminal(pt.connect, persist_result=persist)
@@ -84,7 +83,7 @@ async def test_second_concurrent_call_is_busy(pt: MemoryPT) -> None:
     pt.terminal.knobs = dataclasses.replace(pt.terminal.knobs, hold_card=True)
     terminal = ZvtTerminal(pt.connect)
     async with anyio.create_task_group() as tg:
-        results: list[TerminalResult] = []
+        results: list[ConnectorResult] = []
 
         async def first() -> None:
             results.append(await terminal.purchase(buy(1000)))
@@ -225,9 +224,9 @@ async def test_terminal_without_completion_ends_after_grace() -> None:
 
 
 async def test_a_failing_event_callback_does_not_break_the_payment(pt: MemoryPT) -> None:
-    seen: list[TerminalEvent] = []
+    seen: list[ConnectorEvent] = []
 
-    async def on_event(event: TerminalEvent) -> None:
+    async def on_event(event: ConnectorEvent) -> None:
         seen.append(event)
         raise ValueError("listener bug")
 

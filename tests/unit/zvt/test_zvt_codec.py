@@ -6,10 +6,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tillbridge.connectors.terminals.zvt import bmp as B
+from tillbridge.connectors.terminals.zvt import tlv as T
+from tillbridge.connectors.terminals.zvt.apdu import KNOWN_CLASSES, Apdu, ApduReader, decode_apdu
 from tillbridge.errors import ProtocolError
-from tillbridge.terminals.zvt import bmp as B
-from tillbridge.terminals.zvt import tlv as T
-from tillbridge.terminals.zvt.apdu import KNOWN_CLASSES, Apdu, ApduReader, decode_apdu
 
 classes = st.sampled_from(sorted(KNOWN_CLASSES))
 apdus = st.builds(Apdu, classes, st.integers(0, 255), st.binary(max_size=700))

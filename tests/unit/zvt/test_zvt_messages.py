@@ -6,14 +6,12 @@ import dataclasses
 
 import pytest
 
-from tillbridge.errors import ProtocolError
-from tillbridge.terminals.contract import mask_pan
-from tillbridge.terminals.zvt import bmp as B
-from tillbridge.terminals.zvt import codes
-from tillbridge.terminals.zvt import commands as C
-from tillbridge.terminals.zvt import tlv as T
-from tillbridge.terminals.zvt.apdu import PRINT_TEXT_BLOCK, Apdu, decode_apdu
-from tillbridge.terminals.zvt.messages import (
+from tillbridge.connectors.terminals.zvt import bmp as B
+from tillbridge.connectors.terminals.zvt import codes
+from tillbridge.connectors.terminals.zvt import commands as C
+from tillbridge.connectors.terminals.zvt import tlv as T
+from tillbridge.connectors.terminals.zvt.apdu import PRINT_TEXT_BLOCK, Apdu, decode_apdu
+from tillbridge.connectors.terminals.zvt.messages import (
     AbortMessage,
     Completion,
     IntermediateStatus,
@@ -23,6 +21,8 @@ from tillbridge.terminals.zvt.messages import (
     TextBlock,
     Totals,
 )
+from tillbridge.errors import ProtocolError
+from tillbridge.observability.cards import mask_pan
 
 # A synthetic 16-digit number, built at run time so card-number scanners do not trip on it.
 FULL_PAN = "5" + "4" * 14 + "1"

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from tillbridge.connectors.terminals.zvt.messages import StatusInformation
+from tillbridge.connectors.terminals.zvt.recovery import match_last
+from tillbridge.connectors.terminals.zvt.requests import StatusQuery
+from tillbridge.domain.states import OperationKind, Outcome
 from tillbridge.money import Money
-from tillbridge.terminals.contract import Outcome, StatusQuery, TransactionKind
-from tillbridge.terminals.zvt.messages import StatusInformation
-from tillbridge.terminals.zvt.recovery import match_last
 
 
 def last(
@@ -17,7 +18,7 @@ def last(
 
 
 def query(**kw: str) -> StatusQuery:
-    return StatusQuery("op-1", TransactionKind.PURCHASE, Money(1000, "EUR"), **kw)
+    return StatusQuery("op-1", OperationKind.PURCHASE, Money(1000, "EUR"), **kw)
 
 
 @pytest.mark.parametrize(

@@ -5,8 +5,8 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tillbridge.terminals.zvt.apdu import Apdu
-from tillbridge.terminals.zvt.serial_frame import (
+from tillbridge.connectors.terminals.zvt.apdu import Apdu
+from tillbridge.connectors.terminals.zvt.serial_frame import (
     EventKind,
     FrameDecoder,
     crc16_kermit,

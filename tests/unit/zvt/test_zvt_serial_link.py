@@ -9,10 +9,15 @@ from typing import Any, cast
 import anyio
 import pytest
 
-from tillbridge.terminals.zvt.apdu import Apdu
-from tillbridge.terminals.zvt.link import AckMissing, FrameRejected, LinkClosed, LinkTimeout
-from tillbridge.terminals.zvt.serial import SerialLink
-from tillbridge.terminals.zvt.serial_frame import encode_frame
+from tillbridge.connectors.terminals.zvt.apdu import Apdu
+from tillbridge.connectors.terminals.zvt.link import (
+    AckMissing,
+    FrameRejected,
+    LinkClosed,
+    LinkTimeout,
+)
+from tillbridge.connectors.terminals.zvt.serial import SerialLink
+from tillbridge.connectors.terminals.zvt.serial_frame import encode_frame
 
 pytestmark = pytest.mark.anyio
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from tillbridge.connectors.terminals.zvt.apdu import Apdu
+from tillbridge.connectors.terminals.zvt.link import MemoryLink, ZvtLink, memory_link_pair
 from tillbridge.simulators.zvt import PtSession, SimTerminal, SimulatorKnobs
-from tillbridge.terminals.zvt.apdu import Apdu
-from tillbridge.terminals.zvt.link import MemoryLink, ZvtLink, memory_link_pair
 
 
 class RecordingLink:

@@ -54,8 +54,8 @@ from tillbridge.errors import ValidationError
 from tillbridge.inbound import inbox
 from tillbridge.inbound.inbox import InboxItem
 from tillbridge.inbound.tables import DUPLICATE, IGNORED, INVALID, PROCESSED, RECORDED
+from tillbridge.payments.engine import NewPayment, PaymentEngine
 from tillbridge.queue import JobContext, PermanentFailure
-from tillbridge.services.payments import NewPayment, PaymentService
 
 log = structlog.get_logger("tillbridge.xentral")
 
@@ -65,11 +65,6 @@ REFUND_NOT_SUPPORTED: Final = (
     "refunds are not supported at a register without a terminal: refund at a terminal, then "
     "record it in Xentral"
 )
-
-
-def xentral_accounts(config: MerchantConfig) -> list[str]:
-    """The names of the configured ``erp`` entries of type xentral (the webhook accounts)."""
-    return sorted(name for name, erp in config.erp.items() if erp.type == "xentral")
 
 
 def _extensions(raw_body: bytes) -> dict[str, str]:
@@ -99,12 +94,9 @@ class XentralSource:
 
     source = SOURCE
 
-    def __init__(
-        self, payments: PaymentService, config: MerchantConfig, connectors: Mapping[str, Any]
-    ) -> None:
+    def __init__(self, payments: PaymentEngine, config: MerchantConfig) -> None:
         self.payments = payments
         self.config = config
-        self.connectors = connectors
 
     def register_for(self, event: XentralCardPayment) -> str:
         """The register whose ``xentral_project`` is the event's project id or number."""
@@ -135,7 +127,7 @@ class XentralSource:
         invoice paid with no money moved.
         """
         terminal = self.config.registers[register].terminal
-        if terminal is not None and terminal in self.connectors:
+        if terminal is not None and terminal in self.payments.connectors:
             return terminal, False
         if FALLBACK_CONNECTOR in self.config.connectors:
             return FALLBACK_CONNECTOR, True
@@ -182,9 +174,10 @@ class XentralSource:
             await self._purchase(ctx, item, event, register)
 
     def _has_terminal(self, register: str) -> bool:
-        """True if the register's terminal is driven by the terminal engine (it can refund)."""
+        """True if the register's terminal is a connector that pays money back to a card."""
         terminal = self.config.registers[register].terminal
-        return terminal is not None and terminal in self.payments.delegates
+        c = self.payments.connectors.get(terminal) if terminal is not None else None
+        return c is not None and c.capabilities.standalone_refund
 
     async def _purchase(
         self,

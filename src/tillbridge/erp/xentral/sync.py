@@ -23,14 +23,14 @@ once; after :data:`WRITEBACK_RETRY` ``.max_attempts`` the job is dead, visible i
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from datetime import timedelta
-from typing import Final
+from typing import Any, Final
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tillbridge.audit.log import record as audit_record
-from tillbridge.config import MerchantConfig
 from tillbridge.domain.payments import Payment
 from tillbridge.domain.states import PaymentState
 from tillbridge.erp.xentral.writeback import (
@@ -40,11 +40,10 @@ from tillbridge.erp.xentral.writeback import (
 )
 from tillbridge.errors import BridgeError, ConfigError, TransportError
 from tillbridge.money import Money
-from tillbridge.outbound import parse_retry_after
+from tillbridge.outbound import OutboundHub, parse_retry_after
 from tillbridge.queue import JobContext, PermanentFailure, RetryLater, RetryPolicy, enqueue
 from tillbridge.store import payments_repo
 from tillbridge.store.db import Database
-from tillbridge.webhooks_out.clients import OutboundHub
 
 log = structlog.get_logger("tillbridge.xentral")
 
@@ -78,9 +77,10 @@ async def writeback_listener(
 class XentralSync:
     """Runs write-back jobs against the configured Xentral instances."""
 
-    def __init__(self, db: Database, config: MerchantConfig, hub: OutboundHub) -> None:
+    def __init__(self, db: Database, accounts: Mapping[str, Any], hub: OutboundHub) -> None:
         self.db = db
-        self.config = config
+        #: account name -> its ``XentralConfig`` (url, api_key).
+        self.accounts = dict(accounts)
         self.hub = hub
         self._clients: dict[str, XentralWriteback] = {}
 
@@ -89,8 +89,8 @@ class XentralSync:
         existing = self._clients.get(account)
         if existing is not None:
             return existing
-        erp = self.config.erp.get(account)
-        if erp is None or erp.type != "xentral":
+        erp = self.accounts.get(account)
+        if erp is None:
             raise ConfigError(f"no erp entry of type xentral named {account!r}")
         client = self.hub.client(account_key(account), base_url=str(erp.url).rstrip("/"))
         created = XentralWriteback(client, token=erp.api_key.resolve())

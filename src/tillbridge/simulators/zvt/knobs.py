@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-from tillbridge.terminals.zvt.bmp import Charset
+from tillbridge.connectors.terminals.zvt.bmp import Charset
 
 CutPoint = Literal["before_status", "after_status", "before_completion"]
 PrintMode = Literal["auto", "lines", "blocks", "none"]

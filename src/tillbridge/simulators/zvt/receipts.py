@@ -5,7 +5,7 @@ The umlauts are deliberate: they exercise the CP437 / ISO-8859-1 text handling e
 
 from __future__ import annotations
 
-from tillbridge.terminals.zvt.messages import RECEIPT_ADMIN, RECEIPT_CUSTOMER
+from tillbridge.connectors.terminals.zvt.messages import RECEIPT_ADMIN, RECEIPT_CUSTOMER
 
 from .knobs import SimulatorKnobs
 from .state import SimTransaction

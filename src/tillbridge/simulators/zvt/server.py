@@ -19,9 +19,9 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from tillbridge.terminals.zvt.apdu import Apdu
-from tillbridge.terminals.zvt.serial import DEFAULT_BAUDRATE, SerialLink
-from tillbridge.terminals.zvt.tcp import TcpLink
+from tillbridge.connectors.terminals.zvt.apdu import Apdu
+from tillbridge.connectors.terminals.zvt.serial import DEFAULT_BAUDRATE, SerialLink
+from tillbridge.connectors.terminals.zvt.tcp import TcpLink
 
 from .knobs import SimulatorKnobs
 from .session import PtSession

@@ -13,13 +13,12 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
-from tillbridge.errors import ProtocolError, TransportError
-from tillbridge.terminals.zvt import apdu as A
-from tillbridge.terminals.zvt import codes
-from tillbridge.terminals.zvt import commands as C
-from tillbridge.terminals.zvt.apdu import Apdu, ack, nack
-from tillbridge.terminals.zvt.link import LinkTimeout, ZvtLink
-from tillbridge.terminals.zvt.messages import (
+from tillbridge.connectors.terminals.zvt import apdu as A
+from tillbridge.connectors.terminals.zvt import codes
+from tillbridge.connectors.terminals.zvt import commands as C
+from tillbridge.connectors.terminals.zvt.apdu import Apdu, ack, nack
+from tillbridge.connectors.terminals.zvt.link import LinkTimeout, ZvtLink
+from tillbridge.connectors.terminals.zvt.messages import (
     LAST_LINE_ATTRIBUTE,
     RECEIPT_ADMIN,
     RECEIPT_CUSTOMER,
@@ -31,7 +30,8 @@ from tillbridge.terminals.zvt.messages import (
     StatusInformation,
     TextBlock,
 )
-from tillbridge.terminals.zvt.tlv import Tlv
+from tillbridge.connectors.terminals.zvt.tlv import Tlv
+from tillbridge.errors import ProtocolError, TransportError
 
 from .knobs import AmountRule, SimulatorKnobs
 from .receipts import receipt_lines

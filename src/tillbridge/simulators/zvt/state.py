@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
-from tillbridge.terminals.zvt.commands import receipt_sync_tlv
-from tillbridge.terminals.zvt.messages import SchemeCount, StatusInformation, Totals
-from tillbridge.terminals.zvt.serial import SerialStats
+from tillbridge.connectors.terminals.zvt.commands import receipt_sync_tlv
+from tillbridge.connectors.terminals.zvt.messages import SchemeCount, StatusInformation, Totals
+from tillbridge.connectors.terminals.zvt.serial import SerialStats
 
 from .knobs import SimulatorKnobs
 

@@ -1,0 +1,198 @@
+"""``tillbridge webhooks ...``: the inbox (incoming) and the delivery log (outgoing).
+
+Incoming: ``list`` (``--status``, ``--source``, ``--account``, ``--limit``, ``--before``),
+``show ID``, ``replay ID``. Outgoing: ``deliveries`` (``--status``, ``--subscriber``),
+``delivery ID`` (with every attempt), ``redeliver ID``, ``subscribers``, ``enable NAME``.
+Tables on a terminal, JSON with ``--json``.
+
+Exit codes (as ``tillbridge jobs``): 0 done; 1 unexpected error; 2 bad usage; 3 not found;
+4 refused in the current state (already queued, subscriber disabled); 5 database unavailable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, NoReturn, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from tillbridge.errors import BridgeError, NotFound, QueueError, StoreError, ValidationError
+from tillbridge.inbound import admin as inbox_admin
+from tillbridge.webhooks_out import admin as out_admin
+
+webhooks_app = typer.Typer(
+    name="webhooks", help="Incoming webhook inbox and outgoing deliveries.", no_args_is_help=True
+)
+
+_T = TypeVar("_T")
+_out = Console(soft_wrap=True)
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON")]
+Limit = Annotated[int, typer.Option(min=1, max=500, help="rows per page")]
+Before = Annotated[int | None, typer.Option("--before", help="show rows older than this id")]
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    Console(stderr=True, soft_wrap=True).print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+def _call(work: Callable[[Any], Awaitable[_T]]) -> _T:
+    """Run ``work(runtime)`` against the configured bridge; map errors to exit codes."""
+    from tillbridge.app.runtime import build_runtime
+    from tillbridge.settings import load_settings
+
+    async def main() -> _T:
+        rt = build_runtime(load_settings())
+        try:
+            return await work(rt)
+        finally:
+            await rt.close()
+
+    try:
+        return asyncio.run(main())
+    except NotFound as exc:
+        _fail(exc.message, 3)
+    except QueueError as exc:
+        _fail(exc.message, 4)
+    except StoreError as exc:
+        _fail(f"{exc.message} ({exc.details.get('detail', '')})", 5)
+    except ValidationError as exc:
+        _fail(exc.message, 2)
+    except BridgeError as exc:
+        _fail(exc.message, 1)
+
+
+def _print_json(value: Any) -> None:
+    print(json.dumps(value, indent=2, ensure_ascii=False, default=str))
+
+
+def _table(rows: list[dict[str, Any]], columns: list[str]) -> None:
+    table = Table(*columns)
+    for r in rows:
+        table.add_row(*("" if r.get(c) is None else str(r.get(c)) for c in columns))
+    _out.print(table)
+
+
+# incoming ------------------------------------------------------------------------------------
+
+
+@webhooks_app.command("list")
+def list_cmd(
+    status: Annotated[str | None, typer.Option(help="queued, processed, dead, ...")] = None,
+    source: Annotated[str | None, typer.Option(help="e.g. xentral")] = None,
+    account: Annotated[str | None, typer.Option(help="the erp entry name")] = None,
+    limit: Limit = 50,
+    before: Before = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List received webhooks, newest first."""
+    rows = _call(
+        lambda rt: inbox_admin.list_inbox(
+            rt.db, status=status, source=source, account=account, before_id=before, limit=limit
+        )
+    )
+    if as_json:
+        _print_json(rows)
+        return
+    _table(
+        rows,
+        ["id", "source", "account", "event_type", "status", "attempts", "received_at", "error"],
+    )
+
+
+@webhooks_app.command("show")
+def show_cmd(inbox_id: int, as_json: JsonOpt = False) -> None:
+    """Show one received webhook: body, headers, verification, result, processing job."""
+    item = _call(lambda rt: inbox_admin.show_inbox(rt.db, inbox_id, rt.redactor))
+    if as_json:
+        _print_json(item)
+        return
+    for key in ("id", "source", "account", "status", "event_type", "event_id", "received_at"):
+        _out.print(f"[bold]{key}:[/] {item[key]}", highlight=False)
+    _out.print(f"[bold]from:[/] {item['remote_addr']}  verification: {item['verification']}")
+    _out.print(f"[bold]result:[/] {item['result']}", highlight=False)
+    if item["error"]:
+        _out.print(f"[bold red]error:[/] {item['error']}", highlight=False)
+    job = item["job"]
+    if job is not None:
+        _out.print(f"[bold]job:[/] {job['id']} {job['status']} (attempts {job['attempts']})")
+        for e in job["errors"]:
+            _out.print(f"  attempt {e['attempt']} {e['at']}: {e['type']}: {e['message']}")
+    _out.print("[bold]body:[/]")
+    _out.print(item["body"], markup=False, highlight=False)
+
+
+@webhooks_app.command("replay")
+def replay_cmd(inbox_id: int) -> None:
+    """Process a stored webhook again (creates nothing twice; for dead or invalid ones)."""
+    job_id = _call(lambda rt: inbox_admin.replay(rt.db, inbox_id))
+    _out.print(f"inbox entry {inbox_id} queued again (job {job_id})")
+
+
+# outgoing ------------------------------------------------------------------------------------
+
+
+@webhooks_app.command("deliveries")
+def deliveries_cmd(
+    status: Annotated[str | None, typer.Option(help="pending, retrying, succeeded, ...")] = None,
+    subscriber: Annotated[str | None, typer.Option(help="subscriber name")] = None,
+    limit: Limit = 50,
+    before: Before = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List outgoing deliveries, newest first."""
+    rows = _call(
+        lambda rt: out_admin.list_deliveries(
+            rt.db, status=status, subscriber=subscriber, before_id=before, limit=limit
+        )
+    )
+    if as_json:
+        _print_json(rows)
+        return
+    cols = ["id", "event_type", "subscriber", "status", "attempts", "last_status_code"]
+    _table(rows, [*cols, "next_attempt_at", "last_error"])
+
+
+@webhooks_app.command("delivery")
+def delivery_cmd(delivery_id: int, as_json: JsonOpt = False) -> None:
+    """Show one delivery with every attempt (status, duration, error)."""
+    d = _call(lambda rt: out_admin.get_delivery(rt.db, delivery_id))
+    if as_json:
+        _print_json(d)
+        return
+    _out.print(
+        f"[bold]delivery {d['id']}[/] {d['event_type']} -> {d['subscriber']}: {d['status']} "
+        f"(webhook-id {d['event_id']})",
+        highlight=False,
+    )
+    _table(d["attempt_log"], ["attempt", "at", "outcome", "status_code", "duration_ms", "error"])
+
+
+@webhooks_app.command("redeliver")
+def redeliver_cmd(delivery_id: int) -> None:
+    """Send a delivery again (same webhook-id; the retry schedule starts over)."""
+    job_id = _call(lambda rt: out_admin.redeliver(rt.db, delivery_id))
+    _out.print(f"delivery {delivery_id} queued again (job {job_id})")
+
+
+@webhooks_app.command("subscribers")
+def subscribers_cmd(as_json: JsonOpt = False) -> None:
+    """List subscribers and whether they are enabled (a 410 answer disables one)."""
+    views = _call(lambda rt: out_admin.list_subscribers(rt.db, rt.integrations.subscriptions))
+    rows = [v.as_dict() for v in views]
+    if as_json:
+        _print_json(rows)
+        return
+    _table(rows, ["name", "url", "events", "enabled", "disabled_at", "disabled_reason"])
+
+
+@webhooks_app.command("enable")
+def enable_cmd(name: str) -> None:
+    """Enable a subscriber again after it was disabled."""
+    _call(lambda rt: out_admin.enable_subscriber(rt.db, rt.integrations.subscriptions, name))
+    _out.print(f"subscriber {name} enabled")

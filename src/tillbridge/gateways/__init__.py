@@ -1,1 +1,0 @@
-"""Payment connectors reached through the payments API: the contract, the registry, the fake."""
