@@ -24,14 +24,13 @@ import uvicorn
 from sqlalchemy import create_engine
 
 from tillbridge.api import create_app
-from tillbridge.config import Connector, MerchantConfig
-from tillbridge.connectors.gateways.fake import FakeConnector
-from tillbridge.observability.redaction import Redactor
-from tillbridge.app.runtime import Runtime
+from tillbridge.app.registry import default_registry
+from tillbridge.app.runtime import Runtime, build_runtime
 from tillbridge.services import apikeys
 from tillbridge.settings import Settings
-from tillbridge.store.db import Database
 from tillbridge.store.schema import all_tables
+
+REGISTRY = default_registry()
 
 
 def build(db_path: Path) -> Runtime:
@@ -39,13 +38,7 @@ def build(db_path: Path) -> Runtime:
     eng = create_engine(url)
     all_tables().create_all(eng)
     eng.dispose()
-    return Runtime(
-        settings=Settings(database_url=url, redact_values=[]),
-        config=MerchantConfig(connectors={"fake": Connector(type="fake")}),
-        db=Database(url),
-        redactor=Redactor([]),
-        connectors={"fake": FakeConnector(name="fake")},
-    )
+    return build_runtime(Settings(database_url=url, redact_values=[]), REGISTRY.default_config())
 
 
 async def make_key(runtime: Runtime, out: Path) -> None:

@@ -8,7 +8,7 @@ TCP sockets (in this process and event loop, so the figures include the simulato
 
 1. **Overhead per payment.** The same purchase (connect, Authorization, four intermediate
    statuses, Status-Information, receipts, Completion) once bare (``ZvtTerminal.purchase``, no
-   database) and once through the bridge: ``PaymentService.create`` (payment, operation,
+   database) and once through the bridge: ``PaymentEngine.create`` (payment, operation,
    terminal row, job in one transaction) plus the engine's job handler (persist before send,
    the connector with its ``persist_result`` hook, events, outcome). Bare and bridge payments
    alternate, so machine noise hits both alike. Reported: p50/p99 of each and of the
@@ -36,22 +36,23 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, select
 
-from tillbridge.config import MerchantConfig, Terminal
-from tillbridge.domain.states import PaymentState
 from tillbridge.app.jobs import build_registry
+from tillbridge.app.runtime import Runtime, build_runtime
+from tillbridge.config import MerchantConfig, TerminalConfig
+from tillbridge.connectors.terminals import store as ts
+from tillbridge.connectors.terminals.zvt import ZvtTerminal
+from tillbridge.connectors.terminals.zvt.connector import ZvtTerminalConfig
+from tillbridge.connectors.terminals.zvt.requests import PurchaseRequest
+from tillbridge.domain.states import Outcome, PaymentState
 from tillbridge.money import Money
 from tillbridge.observability.logging import configure_logging
-from tillbridge.observability.redaction import Redactor
-from tillbridge.queue import Worker
-from tillbridge.app.runtime import Runtime
 from tillbridge.payments.engine import NewPayment
+from tillbridge.queue import Worker
 from tillbridge.settings import Settings
 from tillbridge.simulators.zvt import SimulatorHandle, serve_tcp
-from tillbridge.store.db import Database, sync_url
+from tillbridge.store.db import sync_url
 from tillbridge.store.schema import all_tables
 from tillbridge.store.tables import payments
-from tillbridge.connectors.terminals.contract import Outcome, PurchaseRequest
-from tillbridge.connectors.terminals.zvt import ZvtTerminal
 
 
 def pct(values: list[float], p: float) -> float:
@@ -60,17 +61,20 @@ def pct(values: list[float], p: float) -> float:
 
 
 def runtime(url: str, sims: dict[str, SimulatorHandle]) -> Runtime:
-    terminals = {
-        name: Terminal(protocol="zvt", host="127.0.0.1", port=s.port or 0)
-        for name, s in sims.items()
+    terminals: dict[str, TerminalConfig] = {
+        name: ZvtTerminalConfig(host="127.0.0.1", port=s.port or 0) for name, s in sims.items()
     }
-    return Runtime(
-        settings=Settings(database_url=url, redact_values=[], log_level="warning"),
-        config=MerchantConfig(terminals=terminals),
-        db=Database(url, pool_size=70),
-        redactor=Redactor([]),
-        connectors={},
+    settings = Settings(
+        database_url=url, redact_values=[], log_level="warning", worker_concurrency=62
     )
+    return build_runtime(settings, MerchantConfig(terminals=terminals))
+
+
+async def execute(rt: Runtime, pid: str) -> None:
+    """The payment's ``payment.execute`` job, run here (what a worker does)."""
+    async with rt.db.read() as conn:
+        tp = await ts.get_terminal_payment(conn, pid)
+    await rt.payments.execute(pid, tp.operation_id, tp.terminal)
 
 
 async def create(rt: Runtime, terminal: str, minor: int) -> str:
@@ -96,7 +100,7 @@ async def overhead(url: str, n: int) -> None:
             res = await bare.purchase(PurchaseRequest(Money(minor, "EUR"), f"b{i}"))
             mid = time.perf_counter()
             pid = await create(rt, "lane1", minor)
-            await rt.terminals.execute(pid)
+            await execute(rt, pid)
             end = time.perf_counter()
             if res.outcome is not Outcome.SUCCEEDED:
                 raise SystemExit(f"bare payment {i}: {res.outcome} {res.detail}")
@@ -126,7 +130,7 @@ async def parallel(url: str, terminals: int, per_terminal: int) -> None:
     expected: dict[str, list[str]] = {name: [] for name in sims}
     try:
         for name in sims:  # registration and first probe, outside the measurement
-            await rt.terminals.execute(await create(rt, name, 1000))
+            await execute(rt, await create(rt, name, 1000))
         for k in range(per_terminal):
             for name in sims:
                 expected[name].append(await create(rt, name, 1001 + k % 40))

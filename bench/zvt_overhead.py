@@ -16,14 +16,16 @@ import statistics
 import sys
 import time
 
-from tillbridge.money import Money
-from tillbridge.simulators.zvt import PtSession, SimTerminal, SimulatorKnobs, serve_tcp
-from tillbridge.connectors.terminals.contract import Outcome, PurchaseRequest, TerminalResult
 from tillbridge.connectors.terminals.zvt import ZvtTerminal
 from tillbridge.connectors.terminals.zvt.link import ZvtLink, memory_link_pair
+from tillbridge.connectors.terminals.zvt.requests import PurchaseRequest
+from tillbridge.domain.states import Outcome
+from tillbridge.money import Money
+from tillbridge.payments.contract import ConnectorResult
+from tillbridge.simulators.zvt import PtSession, SimTerminal, SimulatorKnobs, serve_tcp
 
 
-async def _persist(result: TerminalResult) -> None:
+async def _persist(result: ConnectorResult) -> None:
     return None
 
 

@@ -13,8 +13,8 @@ import pytest
 from zvt_helpers import MemoryPT
 
 from tillbridge.connectors.terminals.zvt import ZvtConfig, ZvtTerminal
-from tillbridge.connectors.terminals.zvt.connector import ZvtConnector
 from tillbridge.connectors.terminals.zvt.apdu import Apdu, ack
+from tillbridge.connectors.terminals.zvt.connector import ZvtConnector
 from tillbridge.connectors.terminals.zvt.link import ZvtLink, memory_link_pair
 from tillbridge.connectors.terminals.zvt.messages import Completion, StatusInformation
 from tillbridge.connectors.terminals.zvt.requests import PurchaseRequest, ReversalRequest
