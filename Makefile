@@ -26,6 +26,7 @@ lint: .venv/.synced
 	.venv/bin/ruff check src tests bench
 	.venv/bin/ruff format --check src tests bench
 	.venv/bin/mypy
+	.venv/bin/lint-imports
 
 bench: .venv/.synced
 	.venv/bin/python bench/queue_drain.py

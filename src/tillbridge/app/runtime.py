@@ -33,8 +33,9 @@ from tillbridge.inbound.settings import InboundSettings
 from tillbridge.observability.redaction import Redactor
 from tillbridge.outbound import OutboundHub
 from tillbridge.payments.contract import Connector
-from tillbridge.payments.engine import PaymentEngine, PaymentListener
+from tillbridge.payments.engine import PaymentEngine
 from tillbridge.payments.families import OnlineFamily
+from tillbridge.payments.ledger import PaymentListener
 from tillbridge.settings import Settings
 from tillbridge.store.db import Database
 from tillbridge.store.migrate import require_current

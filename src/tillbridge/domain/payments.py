@@ -179,14 +179,14 @@ class Payment:
         self, amount: Money, refund_id: str, operation_id: str, now: datetime
     ) -> Refund:
         """Reserve ``amount`` for a new refund. Raises if it would exceed what was captured."""
-        if amount.currency != self.currency:
-            raise ValidationError(f"refund currency {amount.currency} differs from {self.currency}")
-        if not amount.is_positive():
-            raise ValidationError("refund amount must be positive")
         if self.state not in (PaymentState.CAPTURED, PaymentState.PARTIALLY_REFUNDED):
             raise IllegalTransition(
                 f"payment {self.id} is {self.state}; only captured payments refund"
             )
+        if amount.currency != self.currency:
+            raise ValidationError(f"refund currency {amount.currency} differs from {self.currency}")
+        if not amount.is_positive():
+            raise ValidationError("refund amount must be positive")
         if amount > self.refundable:
             raise RefundExceedsCapture(
                 f"refund of {amount} exceeds the refundable {self.refundable}",

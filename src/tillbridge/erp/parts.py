@@ -20,7 +20,8 @@ from tillbridge.inbound.settings import InboundSettings
 from tillbridge.inbound.verifiers import WebhookVerifier
 from tillbridge.observability.redaction import Redactor
 from tillbridge.outbound import OutboundHub
-from tillbridge.payments.engine import PaymentEngine, PaymentListener
+from tillbridge.payments.engine import PaymentEngine
+from tillbridge.payments.ledger import PaymentListener
 from tillbridge.queue import Handler, RetryPolicy
 from tillbridge.store.db import Database
 

@@ -30,14 +30,13 @@ interleave. Every job handler checks the persisted state before it acts and is s
 from __future__ import annotations
 
 import copy
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from tillbridge.audit.log import record as audit_record
 from tillbridge.clock import Clock, utcnow
 from tillbridge.domain.payments import Operation, Payment, Refund, new_id
 from tillbridge.domain.states import OperationKind, Outcome, PaymentState
@@ -45,7 +44,6 @@ from tillbridge.errors import (
     BridgeError,
     ConcurrentUpdate,
     IllegalTransition,
-    NotFound,
     NotSent,
     NotSupported,
     TerminalBusy,
@@ -58,25 +56,15 @@ from tillbridge.payments.contract import (
     BUSY_PREFIX,
     Connector,
     ConnectorResult,
-    Evidence,
-    OperationRequest,
 )
 from tillbridge.payments.families import FamilyRuntime, Lease, Snapshot
+from tillbridge.payments.ledger import Ledger, PaymentListener, is_primary
 from tillbridge.payments.recovery import Recovery
-from tillbridge.queue import PermanentFailure, RetryLater, enqueue
+from tillbridge.queue import RetryLater, enqueue
 from tillbridge.store import payments_repo as repo
 from tillbridge.store.db import Database
 
 log = structlog.get_logger("tillbridge.payments")
-
-#: Called inside the transaction of every payment state change, after the change is saved:
-#: ``listener(conn, payment, previous_state)``. Listeners enqueue follow-up work (outgoing
-#: webhooks, ERP write-back) in that same transaction, so it exists iff the change committed.
-#: They must not do I/O beyond the connection, and must tolerate being called for any state.
-PaymentListener = Callable[[AsyncConnection, Payment, PaymentState | None], Awaitable[None]]
-
-#: Payment states in which the first operation's outcome still decides the state.
-OPEN_STATES = frozenset({PaymentState.CREATED, PaymentState.IN_PROGRESS, PaymentState.UNKNOWN})
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,13 +77,7 @@ class NewPayment:
     kind: OperationKind = OperationKind.PURCHASE
 
 
-def is_primary(p: Payment, op: Operation) -> bool:
-    """True for the operation whose outcome is the payment's (its first: purchase or a
-    standalone refund); False for refunds of a captured payment."""
-    return op.kind in (OperationKind.PURCHASE, OperationKind.REFUND) and p.captured_minor == 0
-
-
-class PaymentEngine:
+class PaymentEngine(Ledger):
     """Every change to a payment goes through here (API, CLI, ERP sources, jobs alike)."""
 
     def __init__(
@@ -108,61 +90,10 @@ class PaymentEngine:
         clock: Clock = utcnow,
         listeners: Sequence[PaymentListener] = (),
     ) -> None:
-        self.db = db
-        self.connectors = dict(connectors)
-        self.families = {f.family: f for f in families}
-        self.redactor = redactor
-        self.clock = clock
-        self.listeners = tuple(listeners)
-        self.recovery = Recovery(self)
-
-    # lookup -------------------------------------------------------------------------------------
-
-    def connector(self, name: str) -> Connector:
-        try:
-            return self.connectors[name]
-        except KeyError:
-            known = ", ".join(sorted(self.connectors)) or "none"
-            raise ValidationError(
-                f"unknown connector {name!r} (configured: {known})", code="unknown_connector"
-            ) from None
-
-    def family(self, connector: Connector) -> FamilyRuntime:
-        return self.families[connector.family]
-
-    def _job_connector(self, name: str) -> Connector:
-        """The connector a job names; a job for one that is no longer configured cannot run."""
-        try:
-            return self.connectors[name]
-        except KeyError:
-            raise PermanentFailure(f"connector {name} is not configured in this process") from None
-
-    # audit and listeners ------------------------------------------------------------------------
-
-    async def record_change(
-        self,
-        conn: AsyncConnection,
-        action: str,
-        p: Payment,
-        actor: str,
-        previous: PaymentState | None = None,
-        *,
-        notify: bool = True,
-        **payload: Any,
-    ) -> None:
-        """Audit a change and tell the listeners, in the transaction that made the change."""
-        if notify:
-            for listener in self.listeners:
-                await listener(conn, p, previous)
-        await audit_record(
-            conn,
-            action=action,
-            actor=actor,
-            subject_type="payment",
-            subject_id=p.id,
-            payload={"state": str(p.state), **payload},
-            redactor=self.redactor,
+        super().__init__(
+            db, connectors, families, redactor=redactor, clock=clock, listeners=listeners
         )
+        self.recovery = Recovery(self)
 
     # create -------------------------------------------------------------------------------------
 
@@ -245,6 +176,10 @@ class PaymentEngine:
         is None). Refused before anything is stored when the connector cannot do it or the
         amount exceeds what is refundable."""
         p = await repo.get_payment(conn, payment_id)
+        if p.state not in (PaymentState.CAPTURED, PaymentState.PARTIALLY_REFUNDED):
+            raise IllegalTransition(
+                f"payment {p.id} is {p.state}; only captured payments are refunded"
+            )
         c = self.connector(p.connector)
         if not c.capabilities.refund:
             raise NotSupported(f"connector {c.name} cannot refund a payment")
@@ -296,7 +231,7 @@ class PaymentEngine:
                     if c is not None:
                         self.family(c).notify(p.id)
                 return p
-        return await self.family(c).request_abort(self, p, actor)
+        return await self.family(c).request_abort(p, actor)
 
     # execute ------------------------------------------------------------------------------------
 
@@ -307,7 +242,7 @@ class PaymentEngine:
         if connector is None:
             async with self.db.read() as conn:
                 connector = (await repo.get_payment(conn, payment_id)).connector
-        c = self._job_connector(connector)
+        c = self.job_connector(connector)
         fam = self.family(c)
         try:
             async with fam.lease(c, payment_id) as lease:
@@ -347,7 +282,9 @@ class PaymentEngine:
                 return
             if not _startable(snap) or await self._cancel_if_late(fam, snap):
                 return  # canceled, expired, already run or resolved: nothing to send
-            snap = await fam.before_send(self, lease, snap)
+            snap = await fam.before_send(
+                lease, snap, lambda pid, oid: self.recovery.recover_once(fam, lease, pid, oid)
+            )
             try:
                 async with self.db.write() as conn:
                     await self._mark_sending(conn, fam, snap, self.clock())
@@ -399,43 +336,12 @@ class PaymentEngine:
         fam.notify(p.id)
         return True
 
-    async def request(
-        self, conn: AsyncConnection | None, snap: Snapshot, fam: FamilyRuntime
-    ) -> OperationRequest:
-        """The :class:`OperationRequest` for ``snap``, with the evidence recorded so far. A
-        follow-up operation (a refund of a sale) carries the sale's evidence, read through
-        ``conn``; the first operation needs no read."""
-        p, op = snap.p, snap.op
-        original = None
-        if not is_primary(p, op):
-            if conn is None:
-                async with self.db.read() as c:
-                    first = (await repo.list_operations(c, p.id))[0]
-            else:
-                first = (await repo.list_operations(conn, p.id))[0]
-            original = Evidence(
-                provider_reference=first.detail.get("provider_reference"),
-                trace_number=first.detail.get("trace_number"),
-                receipt_number=first.detail.get("receipt_number"),
-            )
-        return OperationRequest(
-            operation_id=op.id,
-            payment_id=p.id,
-            kind=op.kind,
-            amount=op.amount,
-            reference=p.reference,
-            echo_id=op.echo_id,
-            metadata=p.metadata,
-            evidence=fam.evidence(snap),
-            original=original,
-        )
-
     async def _call(self, fam: FamilyRuntime, lease: Lease, snap: Snapshot) -> ConnectorResult:
         """Run the money call and classify what escapes it per the outcome taxonomy."""
         req = await self.request(None, snap, fam)
         c = lease.connector
         try:
-            async with fam.calling(self, lease, snap) as call:
+            async with fam.calling(lease, snap) as call:
                 if req.kind == OperationKind.PURCHASE:
                     return await c.purchase(req, call)
                 if req.kind == OperationKind.REFUND:
@@ -455,128 +361,6 @@ class PaymentEngine:
         except Exception as exc:  # anything unexpected once sending began may have moved money
             log.exception("connector.call_failed", payment_id=req.payment_id, connector=c.name)
             return ConnectorResult(Outcome.UNKNOWN, req.kind, detail=type(exc).__name__)
-
-    # apply --------------------------------------------------------------------------------------
-
-    async def apply(
-        self,
-        payment_id: str,
-        operation_id: str,
-        result: ConnectorResult,
-        *,
-        actor: str,
-        lease: Lease | None = None,
-        known: Snapshot | None = None,
-    ) -> Payment:
-        """Commit ``result`` for the operation; idempotent (also the ``payment.apply`` job).
-
-        Evidence is always stored. The state changes only while the outcome is open: a payment
-        an operator settled meanwhile keeps the operator's decision, and a second ``unknown``
-        changes nothing. ``known`` is the snapshot as the caller last saved it (saves reads);
-        a concurrent change is caught by the version check and everything is read afresh.
-        """
-        name = known.p.connector if known is not None else await self._connector_of(payment_id)
-        fam = self.family(self._job_connector(name))
-        async with fam.result_rows(lease) as rows:
-            try:
-                p = await self._apply_once(
-                    fam, payment_id, operation_id, result, actor, rows, known
-                )
-            except ConcurrentUpdate:
-                if known is None:
-                    raise
-                p = await self._apply_once(fam, payment_id, operation_id, result, actor, rows, None)
-        fam.notify(payment_id)
-        return p
-
-    async def _connector_of(self, payment_id: str) -> str:
-        async with self.db.read() as conn:
-            return (await repo.get_payment(conn, payment_id)).connector
-
-    async def _apply_once(
-        self,
-        fam: FamilyRuntime,
-        payment_id: str,
-        operation_id: str,
-        result: ConnectorResult,
-        actor: str,
-        rows: list[Any],
-        known: Snapshot | None,
-    ) -> Payment:
-        async with self.db.write() as conn:
-            snap = known or await fam.snapshot(conn, payment_id, operation_id)
-            now = self.clock()
-            await fam.on_result(conn, snap, result, now, rows)
-            if snap.op.outcome not in (None, Outcome.UNKNOWN, Outcome.PENDING) or (
-                result.outcome == Outcome.UNKNOWN and snap.op.outcome == Outcome.UNKNOWN
-            ):
-                return snap.p
-            primary = is_primary(snap.p, snap.op)
-            if primary and snap.p.state not in OPEN_STATES:
-                return snap.p  # settled meanwhile (canceled before sending, or an operator)
-            # Work on copies: a failed version check must leave the caller's objects as saved.
-            p, op = copy.deepcopy(snap.p), copy.deepcopy(snap.op)
-            reason = (
-                None
-                if result.outcome == Outcome.SUCCEEDED
-                else (result.reason or str(result.outcome))
-            )
-            op.record(
-                result.outcome, now, reason=reason,
-                provider_reference=result.provider_reference,
-                trace_number=result.trace_number, receipt_number=result.receipt_number,
-                masked_pan=result.masked_pan, auth_code=result.auth_code,
-            )  # fmt: skip
-            prev = p.state
-            if primary:
-                await self._settle_primary(conn, p, op, result.outcome, reason=reason)
-            else:
-                await self._settle_follow_up(conn, p, op, result.outcome)
-            await repo.save_payment(conn, p)
-            await repo.save_operation(conn, op)
-            await self.record_change(
-                conn, "payment.state_changed" if p.state != prev else "payment.operation_settled",
-                p, actor, prev, outcome=str(result.outcome), operation=op.kind.value,
-                connector=p.connector,
-            )  # fmt: skip
-            return p
-
-    async def _settle_primary(
-        self,
-        conn: AsyncConnection,
-        p: Payment,
-        op: Operation,
-        outcome: Outcome,
-        *,
-        reason: str | None,
-    ) -> None:
-        """Apply the first operation's outcome to ``p`` (in memory; the caller saves ``p``).
-
-        A succeeded standalone refund (a terminal paid the amount back to a card) ends
-        ``refunded``: recorded as captured and then refunded in full, so refund totals and the
-        ``payment.refunded`` event are right and a listener never mistakes it for a sale.
-        """
-        now = self.clock()
-        if op.kind == OperationKind.REFUND and outcome == Outcome.SUCCEEDED:
-            p.transition(PaymentState.CAPTURED, now)
-            refund = p.request_refund(op.amount, new_id("re"), op.id, now)
-            await repo.insert_refund(conn, refund)
-            p.settle_refund(refund, Outcome.SUCCEEDED, now)
-            await repo.save_refund(conn, refund)
-            return
-        p.apply_purchase_outcome(outcome, now, reason=reason)
-
-    async def _settle_follow_up(
-        self, conn: AsyncConnection, p: Payment, op: Operation, outcome: Outcome
-    ) -> None:
-        """A refund of a captured payment: settle its reserved amount."""
-        refund = await repo.get_refund_of(conn, op.id)
-        if refund is None:
-            raise NotFound(f"operation {op.id} carries no refund")
-        if outcome == Outcome.PENDING:
-            outcome = Outcome.UNKNOWN  # a refund in flight keeps its amount reserved
-        p.settle_refund(refund, outcome, self.clock())
-        await repo.save_refund(conn, refund)
 
     # operator -----------------------------------------------------------------------------------
 

@@ -22,10 +22,10 @@ once).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Final, Protocol
+from typing import Any, Final, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -41,8 +41,9 @@ from tillbridge.payments.contract import (
 )
 from tillbridge.store import payments_repo as repo
 
-if TYPE_CHECKING:
-    from tillbridge.payments.engine import PaymentEngine
+#: How a family asks the engine to recover another operation under the lease it holds
+#: (``recover(payment_id, operation_id)``): one status query, never a resend.
+RecoverFn = Callable[[str, str], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,18 +133,16 @@ class FamilyRuntime(Protocol):
         """Why a queued payment must not start any more (its customer is gone), or None."""
         ...
 
-    async def before_send(self, engine: PaymentEngine, lease: Lease, snap: Snapshot) -> Snapshot:
+    async def before_send(self, lease: Lease, snap: Snapshot, recover: RecoverFn) -> Snapshot:
         """Settle what must be settled before this one is sent (under the lease; never moves
-        money). Returns the snapshot as it is now."""
+        money; ``recover`` asks about another operation). Returns the snapshot as it is now."""
         ...
 
     async def on_sending(self, conn: AsyncConnection, snap: Snapshot, now: datetime) -> None:
         """Persist before send: the operation is being committed as sent."""
         ...
 
-    def calling(
-        self, engine: PaymentEngine, lease: Lease, snap: Snapshot
-    ) -> contextlib.AbstractAsyncContextManager[Call]:
+    def calling(self, lease: Lease, snap: Snapshot) -> contextlib.AbstractAsyncContextManager[Call]:
         """The :class:`~tillbridge.payments.contract.Call` for one money call (events, the
         decision-point hook, abort requests), torn down when the call returns."""
         ...
@@ -197,7 +196,7 @@ class FamilyRuntime(Protocol):
         """Recovery hands the payment to an operator (``text`` is the instruction)."""
         ...
 
-    async def request_abort(self, engine: PaymentEngine, p: Payment, actor: str) -> Payment:
+    async def request_abort(self, p: Payment, actor: str) -> Payment:
         """Ask the counterpart to stop the running payment ``p``. Never moves money."""
         ...
 
@@ -236,16 +235,14 @@ class OnlineFamily:
     def too_late(self, snap: Snapshot, now: datetime) -> str | None:
         return None
 
-    async def before_send(self, engine: PaymentEngine, lease: Lease, snap: Snapshot) -> Snapshot:
+    async def before_send(self, lease: Lease, snap: Snapshot, recover: RecoverFn) -> Snapshot:
         return snap
 
     async def on_sending(self, conn: AsyncConnection, snap: Snapshot, now: datetime) -> None:
         return None
 
     @contextlib.asynccontextmanager
-    async def calling(
-        self, engine: PaymentEngine, lease: Lease, snap: Snapshot
-    ) -> AsyncIterator[Call]:
+    async def calling(self, lease: Lease, snap: Snapshot) -> AsyncIterator[Call]:
         yield lease.call
 
     @contextlib.asynccontextmanager
@@ -292,7 +289,7 @@ class OnlineFamily:
     ) -> None:
         return None
 
-    async def request_abort(self, engine: PaymentEngine, p: Payment, actor: str) -> Payment:
+    async def request_abort(self, p: Payment, actor: str) -> Payment:
         raise IllegalTransition(
             f"payment {p.id} is {p.state} and can no longer be canceled", code="not_cancelable"
         )

@@ -5,9 +5,12 @@
 * ``payment.apply``: commit a result that arrived later, from a notification or a return
   (:meth:`PaymentEngine.apply`).
 
-All three are keyed by the counterpart's lease (:meth:`FamilyRuntime.job_key`), so jobs that
-talk to one terminal, or concern one online payment, never run at once. The payload names the
-connector so the job can take the lease before it reads anything.
+``execute`` and ``recover`` talk to the counterpart and are keyed by its lease
+(:meth:`FamilyRuntime.job_key`), so jobs that talk to one terminal, or concern one online
+payment, never run at once; their payload names the connector so the job can take the lease
+before it reads anything. ``apply`` never talks to the counterpart and is not keyed: a
+notification must not wait behind a status query scheduled a minute ahead, and the payment's
+version check already serializes it with every other change.
 """
 
 from __future__ import annotations
@@ -38,6 +41,18 @@ PAYMENT_RETRY: Final = RetryPolicy(
 
 def operation_payload(payment_id: str, operation_id: str, connector: str) -> dict[str, str]:
     return {"payment_id": payment_id, "operation_id": operation_id, "connector": connector}
+
+
+def apply_payload(
+    payment_id: str, operation_id: str, result: ConnectorResult, *, actor: str
+) -> dict[str, Any]:
+    """The payload of a ``payment.apply`` job (enqueue it without a key)."""
+    return {
+        "payment_id": payment_id,
+        "operation_id": operation_id,
+        "result": result_payload(result),
+        "actor": actor,
+    }
 
 
 _RESULT_FIELDS: Final = (

@@ -24,7 +24,7 @@ Rules, and why:
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -34,11 +34,9 @@ from tillbridge.errors import BridgeError, TerminalBusy
 from tillbridge.payments import jobs
 from tillbridge.payments.contract import ConnectorResult, OperationRequest
 from tillbridge.payments.families import FamilyRuntime, Lease, Snapshot
+from tillbridge.payments.ledger import Ledger
 from tillbridge.queue import RetryLater, enqueue
 from tillbridge.store import payments_repo as repo
-
-if TYPE_CHECKING:
-    from tillbridge.payments.engine import PaymentEngine
 
 log = structlog.get_logger("tillbridge.payments")
 
@@ -52,8 +50,8 @@ DEFINITIVE: Final = frozenset({Outcome.SUCCEEDED, Outcome.DECLINED, Outcome.NOT_
 class Recovery:
     """Recovery of one engine's operations (see the module docstring)."""
 
-    def __init__(self, engine: PaymentEngine) -> None:
-        self.e = engine
+    def __init__(self, ledger: Ledger) -> None:
+        self.e = ledger
 
     async def resumed(self, fam: FamilyRuntime, lease: Lease, snap: Snapshot) -> None:
         """A job came back for an operation committed as sent: mark it unknown, recover."""
@@ -78,8 +76,8 @@ class Recovery:
     async def job(self, payment_id: str, operation_id: str, connector: str | None = None) -> None:
         """Job handler for ``payment.recover``: one status query under the lease."""
         if connector is None:
-            connector = await self.e._connector_of(payment_id)
-        c = self.e._job_connector(connector)
+            connector = await self.e.connector_of(payment_id)
+        c = self.e.job_connector(connector)
         fam = self.e.family(c)
         try:
             async with fam.lease(c, payment_id) as lease:

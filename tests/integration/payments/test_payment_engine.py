@@ -178,3 +178,64 @@ async def test_unknown_connector_is_a_validation_error(db: Database) -> None:
             await svc.create(
                 conn, NewPayment(Money(1, "EUR"), "R", "nope", {}), actor="t", idempotency_key=None
             )
+
+
+async def test_a_result_that_arrives_later_is_applied_once_by_the_apply_job(
+    db_url: str,
+) -> None:
+    """``payment.apply``: a notification's result, committed like any other, idempotently."""
+    from tillbridge import testing
+    from tillbridge.app.jobs import build_registry
+    from tillbridge.payments.contract import ConnectorResult
+    from tillbridge.payments.jobs import (
+        APPLY_JOB,
+        apply_payload,
+        result_from_payload,
+        result_payload,
+    )
+    from tillbridge.queue import Worker, enqueue
+
+    rt = testing.make_runtime(db_url)
+    try:
+        pid, op_id = await create(rt.payments, rt.db, 3099)  # ..99: unknown after sending
+        await rt.payments.execute(pid, op_id)
+        result = ConnectorResult(Outcome.SUCCEEDED, provider_reference="prov-1", auth_code="42")
+        assert result_from_payload(result_payload(result)) == result
+        payload = apply_payload(pid, op_id, result, actor="webhook:test")
+        async with rt.db.write() as conn:
+            for _ in range(2):  # the same notification delivered twice
+                await enqueue(conn, APPLY_JOB, payload)
+        await Worker(rt.db, build_registry(rt), poll_interval=0.01).run_until_idle()
+        async with rt.db.read() as conn:
+            p = await repo.get_payment(conn, pid)
+            op = await repo.get_operation(conn, op_id)
+        assert p.state == PaymentState.CAPTURED and op.outcome == Outcome.SUCCEEDED
+        assert op.detail["provider_reference"] == "prov-1"
+        assert [j["status"] for j in await jobs_of(rt.db, APPLY_JOB)] == ["succeeded"] * 2
+    finally:
+        await rt.close()
+
+
+async def test_jobs_queued_by_the_earlier_terminal_engine_still_run(db_url: str) -> None:
+    """``terminal.execute`` jobs queued before an upgrade carry only payment and terminal."""
+    from tillbridge import testing
+    from tillbridge.app.jobs import build_registry
+    from tillbridge.config import MerchantConfig
+    from tillbridge.connectors.terminals.sandbox import SandboxTerminal, SandboxTerminalConfig
+    from tillbridge.queue import Worker, enqueue
+
+    rt = testing.make_runtime(db_url, MerchantConfig(terminals={"t1": SandboxTerminalConfig()}))
+    try:
+        async with rt.db.write() as conn:
+            p = await rt.payments.create(
+                conn, NewPayment(Money(1234, "EUR"), "R", "t1", {}), actor="t", idempotency_key=None
+            )
+            await conn.execute(jobs.delete())  # as if the old engine had queued it
+            await enqueue(conn, "terminal.execute", {"payment_id": p.id, "terminal": "t1"})
+        await Worker(rt.db, build_registry(rt), poll_interval=0.01).run_until_idle()
+        async with rt.db.read() as conn:
+            assert (await repo.get_payment(conn, p.id)).state == PaymentState.CAPTURED
+        sandbox = rt.connectors["t1"]
+        assert isinstance(sandbox, SandboxTerminal) and sandbox.charges == 1
+    finally:
+        await rt.close()

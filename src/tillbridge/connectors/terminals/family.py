@@ -29,7 +29,7 @@ import contextlib
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -51,12 +51,9 @@ from tillbridge.payments.contract import (
     Evidence,
     Family,
 )
-from tillbridge.payments.families import Lease, RecoveryPolicy, Snapshot
+from tillbridge.payments.families import Lease, RecoverFn, RecoveryPolicy, Snapshot
 from tillbridge.store import payments_repo as repo
 from tillbridge.store.db import Database
-
-if TYPE_CHECKING:
-    from tillbridge.payments.engine import PaymentEngine
 
 log = structlog.get_logger("tillbridge.terminals")
 
@@ -197,7 +194,7 @@ class CardPresentFamily:
 
     # before and while sending -------------------------------------------------------------------
 
-    async def before_send(self, engine: PaymentEngine, lease: Lease, snap: Snapshot) -> Snapshot:
+    async def before_send(self, lease: Lease, snap: Snapshot, recover: RecoverFn) -> Snapshot:
         """Settle the terminal's previous payment if it is still unknown, and refresh the last
         trace number if the bridge's copy may be stale. Only the terminal's holder writes it."""
         s = side(snap)
@@ -205,7 +202,7 @@ class CardPresentFamily:
         if s.previous_unknown is not None:
             async with self.db.read() as conn:
                 prev = await ts.get_terminal_payment(conn, s.previous_unknown)
-            await engine.recovery.recover_once(self, lease, prev.payment_id, prev.operation_id)
+            await recover(prev.payment_id, prev.operation_id)
             async with self.db.read() as conn:
                 s.st = await ts.get_state(conn, name)
         if not s.st.needs_probe or not lease.connector.capabilities.query_last_only:
@@ -239,9 +236,7 @@ class CardPresentFamily:
         s.tp.previous_echo_id, s.tp.sent_at = s.st.last_trace, now
 
     @contextlib.asynccontextmanager
-    async def calling(
-        self, engine: PaymentEngine, lease: Lease, snap: Snapshot
-    ) -> AsyncIterator[TerminalCall]:
+    async def calling(self, lease: Lease, snap: Snapshot) -> AsyncIterator[TerminalCall]:
         """The call's event buffer and decision-point hook, and the abort watcher."""
         session = lease.state
         assert isinstance(session, ActiveSession)
@@ -368,7 +363,7 @@ class CardPresentFamily:
 
     # cancel -------------------------------------------------------------------------------------
 
-    async def request_abort(self, engine: PaymentEngine, p: Payment, actor: str) -> Payment:
+    async def request_abort(self, p: Payment, actor: str) -> Payment:
         """Ask the terminal to abort the running payment ``p``. Never moves money.
 
         Records the request (so a worker in another process sees it) and, if this process runs

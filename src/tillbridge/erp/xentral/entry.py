@@ -24,7 +24,7 @@ from tillbridge.erp.xentral.sync import (
 )
 from tillbridge.erp.xentral.verifier import XentralVerifier
 from tillbridge.inbound.intake import SecretSource
-from tillbridge.payments.engine import PaymentListener
+from tillbridge.payments.ledger import PaymentListener
 
 
 class XentralConfig(ErpConfig):
