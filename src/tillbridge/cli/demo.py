@@ -7,6 +7,8 @@ declined, one times out after sending and is recovered by a status query), repla
 the same Idempotency-Key, runs three payments on the terminal (an ordinary one whose events are
 streamed, one whose link is cut after the terminal approved it and that recovery settles, one
 the card issuer declines), and waits, with progress, until the worker has settled everything.
+
+This module holds the command and :func:`run_demo`, the coroutine it runs.
 """
 
 from __future__ import annotations
@@ -17,25 +19,20 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import httpx2
+import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn
 from rich.table import Table
 
-from tillbridge.api.app import create_app
-from tillbridge.app.registry import default_registry
-from tillbridge.app.runtime import build_runtime
+from tillbridge.cli.common import handle_errors, out, run_async
 from tillbridge.cli.serve import start_worker
-from tillbridge.config import MerchantConfig
-from tillbridge.connectors.terminals.zvt.connector import ZvtTerminalConfig
 from tillbridge.domain.states import FINAL_STATES, PaymentState
-from tillbridge.observability.logging import configure_logging
-from tillbridge.services import apikeys
-from tillbridge.settings import load_settings
-from tillbridge.simulators.zvt import SimulatorHandle, serve_tcp
-from tillbridge.store.migrate import upgrade
+
+if TYPE_CHECKING:
+    import httpx2
+
+    from tillbridge.simulators.zvt import SimulatorHandle
 
 
 @dataclass(frozen=True)
@@ -61,8 +58,30 @@ TERMINAL_SCENARIOS = (
 DEADLINE_S = 60.0
 
 
+@handle_errors
+def demo(
+    keep: Annotated[bool, typer.Option(help="keep the demo database under ./var/")] = False,
+) -> None:
+    """A scripted end-to-end run against the built-in fake connector, with a summary."""
+    code = run_async(run_demo(out, keep=keep))
+    raise typer.Exit(code)
+
+
 async def run_demo(out: Console, *, keep: bool = False) -> int:
     """Run the demo; return the process exit code (0 when every payment ended as expected)."""
+    import httpx2
+
+    from tillbridge.api.app import create_app
+    from tillbridge.app.registry import default_registry
+    from tillbridge.app.runtime import build_runtime
+    from tillbridge.config import MerchantConfig
+    from tillbridge.connectors.terminals.zvt.connector import ZvtTerminalConfig
+    from tillbridge.observability.logging import configure_logging
+    from tillbridge.services import apikeys
+    from tillbridge.settings import load_settings
+    from tillbridge.simulators.zvt import serve_tcp
+    from tillbridge.store.migrate import upgrade
+
     tmp = Path("var") if keep else Path(tempfile.mkdtemp(prefix="tillbridge-demo-"))
     tmp.mkdir(parents=True, exist_ok=True)
     db_path = tmp / ("demo.db" if keep else "tillbridge.db")
@@ -209,6 +228,8 @@ def _summary(
 async def _wait_settled(
     out: Console, client: httpx2.AsyncClient, ids: list[str]
 ) -> list[dict[str, Any]]:
+    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn
+
     final_names = {str(s) for s in FINAL_STATES} | {str(PaymentState.CAPTURED)}
     start = time.monotonic()
     latest: list[dict[str, Any]] = []

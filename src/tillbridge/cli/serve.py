@@ -1,9 +1,13 @@
-"""Running the bridge: the API with an in-process worker (``serve``) or a worker alone.
+"""``tillbridge serve`` and ``tillbridge worker``: running the bridge, and what they run.
 
 ``serve`` is the embedded default: one process runs the HTTP API (uvicorn), the job worker and
 the periodic scheduler on one event loop. In production, run ``serve --no-worker`` behind a load
 balancer and as many ``tillbridge worker`` processes as needed (PostgreSQL only: SQLite is one
 host, one worker).
+
+:func:`run_server` and :func:`run_worker_only` are what the commands run; :func:`start_worker`
+starts a worker on an existing runtime (``serve`` and ``demo`` use it). Both refuse a database
+whose schema is not current, with the command that fixes it.
 """
 
 from __future__ import annotations
@@ -15,39 +19,75 @@ import signal
 import socket
 import sys
 from collections.abc import Iterator
+from typing import TYPE_CHECKING, Annotated
 
-import uvicorn
+import typer
 
-from tillbridge.api.app import create_app
-from tillbridge.app.jobs import build_registry
-from tillbridge.app.runtime import Runtime, build_runtime
-from tillbridge.observability.logging import configure_logging
-from tillbridge.queue import Worker
-from tillbridge.settings import Settings
-from tillbridge.store.migrate import require_current
+from tillbridge.cli.common import handle_errors, run_async, settings
+
+if TYPE_CHECKING:
+    import uvicorn
+
+    from tillbridge.app.runtime import Runtime
+    from tillbridge.settings import Settings
 
 
-class _Server(uvicorn.Server):
-    """uvicorn without its own signal handling: a SIGTERM is a normal, graceful stop (exit 0)."""
+# commands ----------------------------------------------------------------------------------------
 
-    def __init__(self, config: uvicorn.Config) -> None:
-        super().__init__(config)
-        self.bound = asyncio.Event()
 
-    def request_exit(self) -> None:
-        self.should_exit = True
+@handle_errors
+def serve(
+    host: Annotated[str | None, typer.Option(help="listen address")] = None,
+    port: Annotated[int | None, typer.Option(help="listen port")] = None,
+    no_worker: Annotated[
+        bool, typer.Option(help="API only; run `tillbridge worker` apart")
+    ] = False,
+) -> None:
+    """Run the API, with the job worker and scheduler in the same process (embedded default)."""
+    s = settings()
+    run_async(run_server(s, host=host or s.host, port=port or s.port, worker=not no_worker))
 
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        await super().startup(sockets)
-        self.bound.set()  # listening now (or startup failed and should_exit is set)
 
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
+@handle_errors
+def worker(
+    concurrency: Annotated[int | None, typer.Option(help="jobs run at once")] = None,
+) -> None:
+    """Run a job worker (and the periodic scheduler) without the API."""
+    s = settings()
+    if concurrency is not None:
+        s = s.model_copy(update={"worker_concurrency": concurrency})
+    run_async(run_worker_only(s))
+
+
+# what they run -----------------------------------------------------------------------------------
+
+
+def _http_server(config: uvicorn.Config, bound: asyncio.Event) -> uvicorn.Server:
+    """uvicorn without its own signal handling (a SIGTERM is a normal, graceful stop: exit 0)
+    that sets ``bound`` once it listens (or once startup failed and ``should_exit`` is set).
+
+    The subclass is made here, not at module level, so that importing this module (every
+    ``tillbridge`` command does, to register ``serve``) does not import uvicorn.
+    """
+    import uvicorn
+
+    class _Server(uvicorn.Server):
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets)
+            bound.set()
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            yield
+
+    return _Server(config)
 
 
 def start_worker(rt: Runtime, stop: asyncio.Event) -> asyncio.Task[None]:
     """Run the job worker of ``rt`` until ``stop`` is set."""
+    from tillbridge.app.jobs import build_registry
+    from tillbridge.queue import Worker
+
     worker = Worker(rt.db, build_registry(rt), concurrency=rt.settings.worker_concurrency)
     return asyncio.create_task(worker.run(stop), name="tillbridge-worker")
 
@@ -77,6 +117,13 @@ def _safe_url(url: str) -> str:
 
 async def run_server(settings: Settings, *, host: str, port: int, worker: bool = True) -> None:
     """Serve the API (and, by default, the worker) until SIGINT or SIGTERM."""
+    import uvicorn
+
+    from tillbridge.api.app import create_app
+    from tillbridge.app.runtime import build_runtime
+    from tillbridge.observability.logging import configure_logging
+    from tillbridge.store.migrate import require_current
+
     require_current(settings.database_url)
     rt = build_runtime(settings)
     configure_logging(settings, redactor=rt.redactor)
@@ -88,19 +135,24 @@ async def run_server(settings: Settings, *, host: str, port: int, worker: bool =
     config = uvicorn.Config(
         app, host=host, port=port, log_config=None, access_log=False, lifespan="on"
     )
-    server = _Server(config)
+    bound = asyncio.Event()
+    server = _http_server(config, bound)
+
+    def request_exit() -> None:
+        server.should_exit = True
+
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, server.request_exit)
+            loop.add_signal_handler(sig, request_exit)
     stop = asyncio.Event()
     worker_task = start_worker(rt, stop) if worker else None
     serving = asyncio.create_task(server.serve(), name="tillbridge-http")
     try:
         # Announce only once the socket is bound, so whoever reads the banner can connect.
-        bound = asyncio.create_task(server.bound.wait())
-        await asyncio.wait({bound, serving}, return_when=asyncio.FIRST_COMPLETED)
-        bound.cancel()
+        bound_wait = asyncio.create_task(bound.wait())
+        await asyncio.wait({bound_wait, serving}, return_when=asyncio.FIRST_COMPLETED)
+        bound_wait.cancel()
         if server.started:
             addr = server.servers[0].sockets[0].getsockname() if server.servers else (host, port)
             _banner(rt, host, int(addr[1]), worker)
@@ -114,6 +166,10 @@ async def run_server(settings: Settings, *, host: str, port: int, worker: bool =
 
 async def run_worker_only(settings: Settings) -> None:
     """Run a worker (with the periodic scheduler) until SIGINT or SIGTERM."""
+    from tillbridge.app.runtime import build_runtime
+    from tillbridge.observability.logging import configure_logging
+    from tillbridge.store.migrate import require_current
+
     require_current(settings.database_url)
     rt = build_runtime(settings)
     configure_logging(settings, redactor=rt.redactor)

@@ -36,19 +36,19 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from tillbridge.cli.common import out, run_async
 from tillbridge.errors import MoneyError
 from tillbridge.money import Money
 
 if TYPE_CHECKING:
     import httpx2
 
-# The HTTP client, the simulators and rich's progress bar are imported inside the commands:
-# ``tillbridge --help`` and every other command should not pay for them.
+# The HTTP client, the simulators and rich's progress bar are imported inside the commands (see
+# tillbridge.cli.common on why).
 
 simulate_app = typer.Typer(
     name="simulate", help="Simulate counterparts against a running bridge.", no_args_is_help=True
 )
-_out = Console()
 
 _MEANING = {
     200: "accepted (stored)",
@@ -199,7 +199,7 @@ def xentral_cmd(
         raise typer.BadParameter(f"--amount: {exc}") from None
     knobs = {"duplicate": duplicate, "bad_signature": bad_signature, "stale": stale}
     started = time.perf_counter()
-    tally = asyncio.run(
+    tally = run_async(
         run_xentral(
             url=url,
             account=account,
@@ -210,7 +210,7 @@ def xentral_cmd(
             project=project,
             knobs=knobs,
             concurrency=concurrency,
-            console=_out,
+            console=out,
         )
     )
     elapsed = time.perf_counter() - started
@@ -218,9 +218,9 @@ def xentral_cmd(
     for code, n in sorted(tally.codes.items(), key=lambda kv: str(kv[0])):
         meaning = _MEANING.get(code, "") if isinstance(code, int) else "no answer"
         table.add_row(str(code), str(n), meaning)
-    _out.print(table)
+    out.print(table)
     sent = sum(tally.codes.values())
-    _out.print(
+    out.print(
         f"{sent} requests in {elapsed:.1f} s ({sent / elapsed:.0f}/s); latency "
         f"p50 {tally.percentile(0.5) * 1000:.1f} ms, p99 {tally.percentile(0.99) * 1000:.1f} ms"
     )
@@ -261,7 +261,7 @@ def xentral_api_cmd(
     if auto_create:
         state.invoices = _AutoDocs(state.add_invoice)
         state.sales_orders = _AutoDocs(state.add_sales_order)
-    _out.print(f"xentral write-back simulator on http://{host}:{port} (token from --token)")
+    out.print(f"xentral write-back simulator on http://{host}:{port} (token from --token)")
     uvicorn.run(create_app(state), host=host, port=port, log_level="info")
 
 
@@ -311,7 +311,7 @@ def simulate_zvt(
         "garbage": raw, "unacked_policy": unacked, "charset": charset,
         "corrupt_crc_once": corrupt_crc_once, "nak_once": nak_once,
     }  # fmt: skip
-    asyncio.run(_run_simulator(tcp, serial, knobs))
+    run_async(_run_simulator(tcp, serial, knobs))
 
 
 async def _run_simulator(tcp: str | None, serial: str | None, knobs: dict[str, Any]) -> None:

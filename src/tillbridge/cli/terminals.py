@@ -9,40 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from tillbridge.errors import BridgeError
+from tillbridge.cli.common import err, fail, handle_errors, out, with_runtime
+
+if TYPE_CHECKING:
+    from tillbridge.app.runtime import Runtime
 
 terminals_app = typer.Typer(help="Card terminals: status and end of day.", no_args_is_help=True)
-_out = Console()
-_err = Console(stderr=True)
-
-
-def _fail(message: str) -> typer.Exit:
-    _err.print(f"[bold red]error:[/] {message}", highlight=False)
-    return typer.Exit(1)
-
-
-def _with_runtime(fn: Any) -> Any:
-    """Run ``fn(runtime)`` in a fresh runtime; bridge errors become one line on stderr."""
-    from tillbridge.app.runtime import build_runtime
-    from tillbridge.settings import load_settings
-
-    async def go() -> Any:
-        rt = build_runtime(load_settings())
-        try:
-            return await fn(rt)
-        finally:
-            await rt.close()
-
-    try:
-        return asyncio.run(go())
-    except BridgeError as exc:
-        raise _fail(exc.message) from None
 
 
 def _yes(value: Any) -> str:
@@ -50,15 +27,16 @@ def _yes(value: Any) -> str:
 
 
 @terminals_app.command("list")
+@handle_errors
 def terminals_list() -> None:
     """Every configured terminal: online, busy, last contact."""
 
-    async def go(rt: Any) -> list[dict[str, Any]]:
+    async def go(rt: Runtime) -> list[dict[str, Any]]:
         return list(await rt.terminals.list())
 
-    rows = _with_runtime(go)
+    rows = with_runtime(go)
     if not rows:
-        _out.print("no terminals configured (add [terminals.<id>] to the config file)")
+        out.print("no terminals configured (add [terminals.<id>] to the config file)", markup=False)
         return
     table = Table("id", "protocol", "link", "online", "busy", "queued", "last contact", "problem")
     for t in rows:
@@ -66,30 +44,32 @@ def terminals_list() -> None:
             t["id"], t["protocol"], t["link"], _yes(t["online"]), _yes(t["busy"]),
             str(t["queued_payments"]), t["last_contact_at"] or "never", t["problem"] or "",
         )  # fmt: skip
-    _out.print(table)
+    out.print(table)
 
 
 @terminals_app.command("show")
+@handle_errors
 def terminals_show(terminal: Annotated[str, typer.Argument(help="terminal id")]) -> None:
     """One terminal in detail, with its last end of day."""
 
-    async def go(rt: Any) -> dict[str, Any]:
+    async def go(rt: Runtime) -> dict[str, Any]:
         return dict(await rt.terminals.status(terminal))
 
-    t = _with_runtime(go)
+    t = with_runtime(go)
     eod = t.pop("last_end_of_day")
     caps = t.pop("capabilities")
     for key, value in t.items():
-        _out.print(f"{key:>20}: {value if value is not None else '-'}", highlight=False)
-    _out.print(f"{'capabilities':>20}: {', '.join(k for k, v in caps.items() if v) or '-'}")
+        out.print(f"{key:>20}: {value if value is not None else '-'}", highlight=False)
+    out.print(f"{'capabilities':>20}: {', '.join(k for k, v in caps.items() if v) or '-'}")
     if eod is not None:
-        _out.print(
+        out.print(
             f"{'last end of day':>20}: {eod['id']} {eod['state']} total {eod['total']} "
             f"{eod['currency']} ({eod['count']} payments) at {eod['finished_at']}"
         )
 
 
 @terminals_app.command("end-of-day")
+@handle_errors
 def terminals_end_of_day(
     terminal: Annotated[str, typer.Argument(help="terminal id")],
     wait: Annotated[bool, typer.Option(help="wait for the totals")] = True,
@@ -97,9 +77,9 @@ def terminals_end_of_day(
 ) -> None:
     """Close the terminal's day; the totals are stored for reconciliation."""
 
-    async def go(rt: Any) -> dict[str, Any]:
+    async def go(rt: Runtime) -> dict[str, Any]:
         eod: dict[str, Any] = await rt.terminals.request_settlement(terminal, actor="cli")
-        _err.print(f"end of day {eod['id']} queued for terminal {terminal}")
+        err.print(f"end of day {eod['id']} queued for terminal {terminal}")
         if not wait:
             return eod
         deadline = time.monotonic() + timeout
@@ -108,23 +88,20 @@ def terminals_end_of_day(
             eod = await rt.terminals.settlement(terminal, eod["id"])
         return eod
 
-    eod = _with_runtime(go)
+    eod = with_runtime(go)
     if eod["state"] == "pending" and wait:
-        raise _fail(
+        raise fail(
             f"no worker ran end of day {eod['id']} within {timeout:g} s: is `tillbridge serve` "
             "or `tillbridge worker` running? It stays queued."
         )
-    _out.print(f"end of day {eod['id']}: {eod['state']}", highlight=False)
+    out.print(f"end of day {eod['id']}: {eod['state']}", highlight=False)
     if eod["total"] is not None:
-        _out.print(
+        out.print(
             f"  total {eod['total']} {eod['currency']} (minor units), {eod['count']} payments"
         )
     for s in eod["schemes"]:
-        _out.print(f"  {s['scheme']}: {s['count']} payments, {s['total']}")
+        out.print(f"  {s['scheme']}: {s['count']} payments, {s['total']}")
     if eod["detail"]:
-        _out.print(f"  {eod['detail']}", highlight=False)
+        out.print(f"  {eod['detail']}", highlight=False)
     if eod["state"] not in ("succeeded", "pending"):
         raise typer.Exit(1)
-
-
-# simulate zvt ------------------------------------------------------------------------------------
