@@ -15,6 +15,7 @@ import json
 from datetime import datetime
 from typing import Annotated, Any, Final
 
+from fastapi import Query
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue, StrictInt, StrictStr
 
 from tillbridge.domain.payments import Payment, Refund
@@ -142,6 +143,15 @@ class RefundOut(BaseModel):
 
 class RefundList(BaseModel):
     data: list[RefundOut]
+
+
+#: The ``cursor`` query parameter of every listing (keyset pages, :mod:`tillbridge.store.keyset`).
+#: Not length-checked here: a cursor that is not one of ours, whatever its length, is the one
+#: answer 422 ``invalid_cursor``.
+CursorParam = Annotated[
+    str | None,
+    Query(description="The previous page's `next_cursor`; omit it for the first page."),
+]
 
 
 class PaymentList(BaseModel):

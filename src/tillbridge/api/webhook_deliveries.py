@@ -15,7 +15,7 @@ from starlette.responses import Response
 
 from tillbridge.api.auth import require_scope
 from tillbridge.api.problems import problem_doc
-from tillbridge.api.schemas import dumps
+from tillbridge.api.schemas import CursorParam, dumps
 from tillbridge.app.runtime import Runtime
 from tillbridge.services.apikeys import SCOPE_ADMIN, ApiKey
 from tillbridge.webhooks_out import admin
@@ -31,20 +31,24 @@ def _rt(request: Request) -> Runtime:
     return rt
 
 
-@router.get("/deliveries", summary="Outgoing deliveries, newest first", responses=problem_doc(401))
+@router.get(
+    "/deliveries",
+    summary="Outgoing deliveries, newest first",
+    responses=problem_doc(401, 422),
+)
 async def list_deliveries(
     request: Request,
     _key: Admin,
     status: Annotated[str | None, Query(max_length=16)] = None,
     subscriber: Annotated[str | None, Query(max_length=64)] = None,
-    before_id: Annotated[int | None, Query(ge=1)] = None,
     limit: Annotated[int, Query(ge=1, le=admin.MAX_PAGE)] = 50,
+    cursor: CursorParam = None,
 ) -> Response:
-    items = await admin.list_deliveries(
-        _rt(request).db, status=status, subscriber=subscriber, before_id=before_id, limit=limit
+    """One page of deliveries; ``next_cursor`` is null on the last page."""
+    page = await admin.list_deliveries(
+        _rt(request).db, status=status, subscriber=subscriber, cursor=cursor, limit=limit
     )
-    next_before = items[-1]["id"] if len(items) == limit else None
-    return Response(dumps({"data": items, "next_before_id": next_before}), media_type=JSON)
+    return Response(dumps({"data": page.items, "next_cursor": page.next_cursor}), media_type=JSON)
 
 
 @router.get(

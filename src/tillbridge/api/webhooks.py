@@ -29,18 +29,18 @@ from starlette.responses import Response
 
 from tillbridge.api.auth import require_scope
 from tillbridge.api.problems import problem_doc, problem_response
-from tillbridge.api.schemas import dumps
+from tillbridge.api.schemas import CursorParam, dumps
 from tillbridge.app.runtime import Runtime
-from tillbridge.inbound import admin
-from tillbridge.inbound.intake import (
+from tillbridge.errors import (
     EmptyBody,
     MalformedBody,
+    SignatureRejected,
     TooManyFailures,
     UnknownEndpoint,
     UnsupportedMediaType,
-    WebhookIntake,
 )
-from tillbridge.inbound.verifiers import SignatureRejected
+from tillbridge.inbound import admin
+from tillbridge.inbound.intake import WebhookIntake
 from tillbridge.services.apikeys import SCOPE_ADMIN, ApiKey
 
 JSON: Final = "application/json"
@@ -136,26 +136,28 @@ async def receive_documented(source: Segment, account: Segment) -> Response:  # 
     raise RuntimeError("the plain intake route handles this path")
 
 
-@admin_router.get("", summary="List inbox entries, newest first", responses=problem_doc(401, 403))
+@admin_router.get(
+    "", summary="List inbox entries, newest first", responses=problem_doc(401, 403, 422)
+)
 async def list_inbox(
     request: Request,
     _key: Admin,
     status: Annotated[str | None, Query(max_length=16)] = None,
     source: Annotated[str | None, Query(max_length=64)] = None,
     account: Annotated[str | None, Query(max_length=64)] = None,
-    before_id: Annotated[int | None, Query(ge=1)] = None,
     limit: Annotated[int, Query(ge=1, le=admin.MAX_PAGE)] = 50,
+    cursor: CursorParam = None,
 ) -> Response:
-    items = await admin.list_inbox(
+    """One page of inbox entries; ``next_cursor`` is null on the last page."""
+    page = await admin.list_inbox(
         _rt(request).db,
         status=status,
         source=source,
         account=account,
-        before_id=before_id,
+        cursor=cursor,
         limit=limit,
     )
-    next_before = items[-1]["id"] if len(items) == limit else None
-    return Response(dumps({"data": items, "next_before_id": next_before}), media_type=JSON)
+    return Response(dumps({"data": page.items, "next_cursor": page.next_cursor}), media_type=JSON)
 
 
 @admin_router.get(

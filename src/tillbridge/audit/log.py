@@ -39,9 +39,11 @@ from tillbridge.audit.tables import (
     SUBJECT_TYPE_LEN,
     audit_log,
 )
+from tillbridge.clock import utcnow
 from tillbridge.errors import ConfigError
 from tillbridge.observability.redaction import Redactor
 from tillbridge.store.db import Database
+from tillbridge.store.keyset import Keyset, Page
 
 __all__ = ["AuditEntry", "purge", "purge_job", "query", "record"]
 
@@ -155,7 +157,7 @@ async def record(
     _check("subject_type", subject_type, SUBJECT_TYPE_LEN)
     _check("subject_id", subject_id, SUBJECT_ID_LEN)
     _check("request_id", request_id, REQUEST_ID_LEN)
-    when = occurred_at if occurred_at is not None else datetime.now(UTC)
+    when = occurred_at if occurred_at is not None else utcnow()
     if when.tzinfo is None:
         raise ValueError("audit occurred_at must be timezone-aware")
     result = await conn.execute(
@@ -182,13 +184,15 @@ async def query(
     action: str | None = None,
     since: datetime | None = None,
     limit: int = 100,
-    before_id: int | None = None,
-) -> list[AuditEntry]:
+    cursor: str | None = None,
+) -> Page[AuditEntry]:
     """Entries matching every given filter, newest first (by id, i.e. by insertion).
 
     ``since`` keeps entries with ``occurred_at >= since`` (timezone-aware). Pages: pass the
-    smallest id of a page as ``before_id`` to get the next, older page (keyset pagination, stable
-    while new entries arrive). ``limit`` is clamped to 1..:data:`MAX_LIMIT`.
+    page's ``next_cursor`` as ``cursor`` to get the next, older page (keyset pagination, stable
+    while new entries arrive; null on the last page). ``limit`` is clamped to
+    1..:data:`MAX_LIMIT`. Raises :class:`~tillbridge.errors.InvalidCursor` for a cursor that is
+    not one of ours.
     """
     stmt = select(audit_log)
     if subject_type is not None:
@@ -199,23 +203,26 @@ async def query(
         stmt = stmt.where(audit_log.c.action == action)
     if since is not None:
         stmt = stmt.where(audit_log.c.occurred_at >= since)
-    if before_id is not None:
-        stmt = stmt.where(audit_log.c.id < before_id)
-    stmt = stmt.order_by(audit_log.c.id.desc()).limit(max(1, min(limit, MAX_LIMIT)))
-    rows = (await conn.execute(stmt)).mappings().all()
-    return [
-        AuditEntry(
-            id=int(r["id"]),
-            occurred_at=r["occurred_at"],
-            actor=r["actor"],
-            action=r["action"],
-            subject_type=r["subject_type"],
-            subject_id=r["subject_id"],
-            payload=r["payload"],
-            request_id=r["request_id"],
-        )
-        for r in rows
-    ]
+    limit = max(1, min(limit, MAX_LIMIT))
+    rows = list(await conn.execute(_PAGES.paginate(stmt, cursor, limit)))
+    return _PAGES.page(rows, limit).map(_entry)
+
+
+_PAGES: Final = Keyset(audit_log.c.id)
+
+
+def _entry(row: Any) -> AuditEntry:
+    r = row._mapping
+    return AuditEntry(
+        id=int(r["id"]),
+        occurred_at=r["occurred_at"],
+        actor=r["actor"],
+        action=r["action"],
+        subject_type=r["subject_type"],
+        subject_id=r["subject_id"],
+        payload=r["payload"],
+        request_id=r["request_id"],
+    )
 
 
 async def purge(

@@ -1,24 +1,19 @@
-"""``tillbridge jobs ...`` (operator commands) and the worker entry points.
+"""``tillbridge jobs ...``: operator commands on durable jobs.
 
-Commands: ``list`` (filters ``--status``, ``--kind``, ``--key``; ``--limit``/``--before`` to
+Commands: ``list`` (filters ``--status``, ``--kind``, ``--key``; ``--limit``/``--cursor`` to
 page), ``show ID``, ``retry ID`` (dead or cancelled -> todo now), ``cancel ID`` (todo or failed ->
 cancelled; a running job is refused). Tables on a terminal, tab-separated text otherwise, JSON
 with ``--json``. The database is ``load_settings().database_url``.
 
-Exit codes: 0 done; 1 unexpected error; 2 bad usage or filter; 3 no such job; 4 the job's status
-does not allow the operation; 5 the database is unavailable.
-
-:func:`run_worker` (blocking, for ``tillbridge worker``) and :func:`run_worker_async` (to run
-inside another event loop, for ``tillbridge serve``) run a :class:`~tillbridge.queue.Worker`.
+Exit codes: 0 done; 1 unexpected error; 2 bad usage, filter or cursor; 3 no such job; 4 the job's
+status does not allow the operation; 5 the database is unavailable.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import signal
 import sys
-import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from datetime import datetime
@@ -28,20 +23,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from tillbridge.errors import BridgeError, StoreError
-from tillbridge.queue import (
-    JobDetail,
-    JobNotFound,
-    JobPage,
-    JobRegistry,
-    JobStateError,
-    Worker,
-    cancel_job,
-    get_job,
-    list_jobs,
-    retry_job,
-)
-from tillbridge.settings import Settings, load_settings
+from tillbridge.errors import BridgeError, JobNotFound, JobStateError, StoreError, ValidationError
+from tillbridge.queue import JobDetail, JobPage, cancel_job, get_job, list_jobs, retry_job
+from tillbridge.settings import load_settings
 from tillbridge.store.db import Database
 
 EXIT_ERROR = 1
@@ -78,6 +62,8 @@ def _call(work: Callable[[Database], Awaitable[_T]]) -> _T:
         _fail(exc.message, EXIT_REFUSED)
     except StoreError as exc:
         _fail(f"{exc.message} ({exc.details.get('detail', '')})", EXIT_UNAVAILABLE)
+    except ValidationError as exc:  # a cursor that is not one of ours
+        _fail(exc.message, EXIT_USAGE)
     except ValueError as exc:
         _fail(str(exc), EXIT_USAGE)
     except BridgeError as exc:
@@ -124,8 +110,8 @@ def _print_page(page: JobPage) -> None:
         for row in rows:
             table.add_row(*row)
         Console().print(table)
-        if page.next_before_id is not None:
-            Console().print(f"more: --before {page.next_before_id}")
+        if page.next_cursor is not None:
+            Console().print(f"more: --cursor {page.next_cursor}", highlight=False)
         return
     print("\t".join(_LIST_COLUMNS))
     for row in rows:
@@ -182,15 +168,17 @@ def list_command(
     kind: Annotated[str | None, typer.Option(help="Only this job kind.")] = None,
     key: Annotated[str | None, typer.Option(help="Only jobs of this serialization key.")] = None,
     limit: Annotated[int, typer.Option(min=1, max=500, help="Jobs per page.")] = 50,
-    before: Annotated[int | None, typer.Option(help="Page: jobs with an id below this.")] = None,
+    cursor: Annotated[
+        str | None, typer.Option(help="Page: the cursor printed after the previous page.")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="JSON output.")] = False,
 ) -> None:
     """List jobs, newest first."""
     page = _call(
-        lambda db: list_jobs(db, status=status, kind=kind, key=key, before_id=before, limit=limit)
+        lambda db: list_jobs(db, status=status, kind=kind, key=key, cursor=cursor, limit=limit)
     )
     if as_json:
-        data = {"items": [asdict(j) for j in page.items], "next_before_id": page.next_before_id}
+        data = {"items": [asdict(j) for j in page.items], "next_cursor": page.next_cursor}
         print(json.dumps(data, default=_jsonable, sort_keys=True))
     else:
         _print_page(page)
@@ -221,42 +209,3 @@ def cancel_command(job_id: Annotated[int, typer.Argument(metavar="ID")]) -> None
     """Cancel a job that has not run yet or is waiting for a retry."""
     _call(lambda db: cancel_job(db, job_id))
     print(f"job {job_id} cancelled")
-
-
-# ------------------------------------------------------------------------------- worker
-
-
-async def run_worker_async(
-    settings: Settings,
-    registry: JobRegistry,
-    stop_event: asyncio.Event | None = None,
-    **worker_options: Any,
-) -> None:
-    """Run a worker in the current event loop until ``stop_event`` is set.
-
-    Without a ``stop_event`` (and in the main thread) SIGTERM and SIGINT stop it gracefully.
-    ``worker_options`` go to :class:`~tillbridge.queue.Worker` (``queues``, ``lease``, ...);
-    ``concurrency`` defaults to ``settings.worker_concurrency``.
-    """
-    stop = stop_event or asyncio.Event()
-    installed: list[signal.Signals] = []
-    if stop_event is None and threading.current_thread() is threading.main_thread():
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-            installed.append(sig)
-    worker_options.setdefault("concurrency", settings.worker_concurrency)
-    # Every running handler may hold a connection, plus the worker's cycle and heartbeat: a
-    # smaller pool makes handlers open and close overflow connections all the time.
-    db = Database(settings.database_url, pool_size=worker_options["concurrency"] + 4)
-    try:
-        await Worker(db, registry, **worker_options).run(stop)
-    finally:
-        for sig in installed:
-            asyncio.get_running_loop().remove_signal_handler(sig)
-        await db.dispose()
-
-
-def run_worker(settings: Settings, registry: JobRegistry, **worker_options: Any) -> None:
-    """Blocking: run a worker until SIGTERM or SIGINT, then stop gracefully."""
-    asyncio.run(run_worker_async(settings, registry, **worker_options))

@@ -1,12 +1,14 @@
 """``tillbridge webhooks ...``: the inbox (incoming) and the delivery log (outgoing).
 
-Incoming: ``list`` (``--status``, ``--source``, ``--account``, ``--limit``, ``--before``),
-``show ID``, ``replay ID``. Outgoing: ``deliveries`` (``--status``, ``--subscriber``),
-``delivery ID`` (with every attempt), ``redeliver ID``, ``subscribers``, ``enable NAME``.
-Tables on a terminal, JSON with ``--json``.
+Incoming: ``list`` (``--status``, ``--source``, ``--account``, ``--limit``, ``--cursor``),
+``show ID``, ``replay ID``. Outgoing: ``deliveries`` (``--status``, ``--subscriber``, ``--limit``,
+``--cursor``), ``delivery ID`` (with every attempt), ``redeliver ID``, ``subscribers``,
+``enable NAME``. Tables on a terminal, JSON with ``--json`` (a listing prints its rows; the
+cursor of the next page follows as ``more: --cursor ...``, on stderr with ``--json``).
 
-Exit codes (as ``tillbridge jobs``): 0 done; 1 unexpected error; 2 bad usage; 3 not found;
-4 refused in the current state (already queued, subscriber disabled); 5 database unavailable.
+Exit codes (as ``tillbridge jobs``): 0 done; 1 unexpected error; 2 bad usage or cursor; 3 not
+found; 4 refused in the current state (already queued, subscriber disabled); 5 database
+unavailable.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from rich.table import Table
 
 from tillbridge.errors import BridgeError, NotFound, QueueError, StoreError, ValidationError
 from tillbridge.inbound import admin as inbox_admin
+from tillbridge.store.keyset import Page
 from tillbridge.webhooks_out import admin as out_admin
 
 webhooks_app = typer.Typer(
@@ -33,7 +36,9 @@ _out = Console(soft_wrap=True)
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON")]
 Limit = Annotated[int, typer.Option(min=1, max=500, help="rows per page")]
-Before = Annotated[int | None, typer.Option("--before", help="show rows older than this id")]
+Cursor = Annotated[
+    str | None, typer.Option("--cursor", help="next page: the cursor printed after the last one")
+]
 
 
 def _fail(message: str, code: int) -> NoReturn:
@@ -78,6 +83,18 @@ def _table(rows: list[dict[str, Any]], columns: list[str]) -> None:
     _out.print(table)
 
 
+def _print_page(page: Page[dict[str, Any]], columns: list[str], as_json: bool) -> None:
+    """The rows (a JSON list with ``--json``), then the next page's cursor if there is one."""
+    if as_json:
+        _print_json(page.items)
+    else:
+        _table(page.items, columns)
+    if page.next_cursor is not None:
+        # With --json, stdout stays one JSON document; the hint goes to stderr.
+        hint = Console(stderr=True, soft_wrap=True) if as_json else _out
+        hint.print(f"more: --cursor {page.next_cursor}", highlight=False, markup=False)
+
+
 # incoming ------------------------------------------------------------------------------------
 
 
@@ -87,22 +104,17 @@ def list_cmd(
     source: Annotated[str | None, typer.Option(help="e.g. xentral")] = None,
     account: Annotated[str | None, typer.Option(help="the erp entry name")] = None,
     limit: Limit = 50,
-    before: Before = None,
+    cursor: Cursor = None,
     as_json: JsonOpt = False,
 ) -> None:
     """List received webhooks, newest first."""
-    rows = _call(
+    page = _call(
         lambda rt: inbox_admin.list_inbox(
-            rt.db, status=status, source=source, account=account, before_id=before, limit=limit
+            rt.db, status=status, source=source, account=account, cursor=cursor, limit=limit
         )
     )
-    if as_json:
-        _print_json(rows)
-        return
-    _table(
-        rows,
-        ["id", "source", "account", "event_type", "status", "attempts", "received_at", "error"],
-    )
+    columns = ["id", "source", "account", "event_type", "status", "attempts", "received_at"]
+    _print_page(page, [*columns, "error"], as_json)
 
 
 @webhooks_app.command("show")
@@ -142,20 +154,17 @@ def deliveries_cmd(
     status: Annotated[str | None, typer.Option(help="pending, retrying, succeeded, ...")] = None,
     subscriber: Annotated[str | None, typer.Option(help="subscriber name")] = None,
     limit: Limit = 50,
-    before: Before = None,
+    cursor: Cursor = None,
     as_json: JsonOpt = False,
 ) -> None:
     """List outgoing deliveries, newest first."""
-    rows = _call(
+    page = _call(
         lambda rt: out_admin.list_deliveries(
-            rt.db, status=status, subscriber=subscriber, before_id=before, limit=limit
+            rt.db, status=status, subscriber=subscriber, cursor=cursor, limit=limit
         )
     )
-    if as_json:
-        _print_json(rows)
-        return
     cols = ["id", "event_type", "subscriber", "status", "attempts", "last_status_code"]
-    _table(rows, [*cols, "next_attempt_at", "last_error"])
+    _print_page(page, [*cols, "next_attempt_at", "last_error"], as_json)
 
 
 @webhooks_app.command("delivery")

@@ -22,7 +22,8 @@ from tillbridge.observability.redaction import Redactor
 from tillbridge.outbound import OutboundHub
 from tillbridge.payments.engine import PaymentEngine
 from tillbridge.payments.ledger import PaymentListener
-from tillbridge.queue import Handler, RetryPolicy
+from tillbridge.queue import Handler
+from tillbridge.retry import RetryPolicy
 from tillbridge.store.db import Database
 
 

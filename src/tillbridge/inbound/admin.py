@@ -11,21 +11,17 @@ from typing import Any
 
 from sqlalchemy import select
 
-from tillbridge.errors import QueueError, ValidationError
+from tillbridge.clock import utcnow
+from tillbridge.errors import InboxBusy, ValidationError
 from tillbridge.inbound import inbox
 from tillbridge.inbound.inbox import InboxItem, processing_jobs
 from tillbridge.inbound.tables import INBOX_STATUSES
 from tillbridge.observability.redaction import Redactor
 from tillbridge.queue.tables import ACTIVE, job_errors
 from tillbridge.store.db import Database
+from tillbridge.store.keyset import Page
 
 MAX_PAGE = 500
-
-
-class InboxBusy(QueueError):
-    """The event is still queued or being processed; wait for it to finish."""
-
-    code = "inbox_busy"
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -56,19 +52,23 @@ async def list_inbox(
     status: str | None = None,
     source: str | None = None,
     account: str | None = None,
-    before_id: int | None = None,
+    cursor: str | None = None,
     limit: int = 50,
-) -> list[dict[str, Any]]:
-    """Rows newest first; pass the last id as ``before_id`` for the next page."""
+) -> Page[dict[str, Any]]:
+    """Rows newest first; pass the page's ``next_cursor`` as ``cursor`` for the next page.
+
+    Raises :class:`~tillbridge.errors.ValidationError` for an unknown status or a limit out of
+    range, :class:`~tillbridge.errors.InvalidCursor` for a cursor that is not one of ours.
+    """
     if status is not None and status not in INBOX_STATUSES:
         raise ValidationError(f"unknown status {status!r}; one of {', '.join(INBOX_STATUSES)}")
     if not 1 <= limit <= MAX_PAGE:
         raise ValidationError(f"limit must be between 1 and {MAX_PAGE}")
     async with db.read() as conn:
-        items = await inbox.list_items(
-            conn, status=status, source=source, account=account, before_id=before_id, limit=limit
+        page = await inbox.list_items(
+            conn, status=status, source=source, account=account, cursor=cursor, limit=limit
         )
-    return [summary(i) for i in items]
+    return page.map(summary)
 
 
 async def show_inbox(db: Database, inbox_id: int, redactor: Redactor) -> dict[str, Any]:
@@ -117,7 +117,7 @@ async def replay(db: Database, inbox_id: int, *, now: datetime | None = None) ->
     causes nothing new; replay is meant for ``dead`` and ``invalid`` events after a fix.
     Refused with :class:`InboxBusy` while the current job is still queued or running.
     """
-    stamp = now or datetime.now(UTC)
+    stamp = now or utcnow()
     async with db.write() as conn:
         item = await inbox.get(conn, inbox_id, for_update=True)
         latest = (await conn.execute(processing_jobs(item.id).limit(1))).first()

@@ -12,28 +12,21 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from functools import cache
 from typing import Any, Final
 
 from sqlalchemy import Row, Select, select, tuple_, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from tillbridge.errors import NotFound
+from tillbridge.errors import InboxNotFound
 from tillbridge.inbound.tables import INBOX_STATUSES, QUEUED, webhook_inbox
 from tillbridge.queue import NewJob, enqueue, enqueue_many
 from tillbridge.queue.tables import jobs
+from tillbridge.store.keyset import Keyset, Page
+from tillbridge.store.sql import insert_or_ignore
 
 #: The job kind that processes an inbox row (payload ``{"inbox_id": N}``).
 PROCESS_JOB: Final = "webhook.process"
 MAX_ERROR_CHARS: Final = 2000
-
-
-class InboxNotFound(NotFound):
-    """No inbox entry with this id."""
-
-    code = "inbox_not_found"
 
 
 def processing_jobs(inbox_id: int) -> Select[Any]:
@@ -134,9 +127,7 @@ async def store_many(conn: AsyncConnection, batch: Sequence[NewDelivery]) -> lis
     # cached; compiling a fresh multi-row VALUES per batch would cost more than the insert.
     created: dict[tuple[str, str, str], int] = {
         (r.source, r.account, r.dedupe_key): int(r.id)
-        for r in await conn.execute(
-            _insert_statement(conn.dialect.name), [_values(n) for n in first.values()]
-        )
+        for r in await conn.execute(_INSERT.on(conn), [_values(n) for n in first.values()])
     }
     ids = dict(created)
     missing = [k for k in first if k not in created]
@@ -163,16 +154,10 @@ async def store_many(conn: AsyncConnection, batch: Sequence[NewDelivery]) -> lis
 
 
 _KEY_COLUMNS: Final = (webhook_inbox.c.source, webhook_inbox.c.account, webhook_inbox.c.dedupe_key)
-
-
-@cache
-def _insert_statement(dialect: str) -> Any:
-    ins: Any = pg_insert if dialect == "postgresql" else sqlite_insert
-    return (
-        ins(webhook_inbox)
-        .on_conflict_do_nothing(index_elements=list(_KEY_COLUMNS))
-        .returning(webhook_inbox.c.id, *_KEY_COLUMNS)
-    )
+_INSERT: Final = insert_or_ignore(
+    webhook_inbox, index_elements=_KEY_COLUMNS, returning=[webhook_inbox.c.id, *_KEY_COLUMNS]
+)
+_PAGES: Final = Keyset(webhook_inbox.c.id)
 
 
 def _values(new: NewDelivery) -> dict[str, Any]:
@@ -240,9 +225,9 @@ async def list_items(
     status: str | None = None,
     source: str | None = None,
     account: str | None = None,
-    before_id: int | None = None,
+    cursor: str | None = None,
     limit: int = 50,
-) -> list[InboxItem]:
+) -> Page[InboxItem]:
     """Rows matching every filter, newest first (keyset pagination by id)."""
     stmt = select(webhook_inbox)
     if status is not None:
@@ -251,10 +236,8 @@ async def list_items(
         stmt = stmt.where(webhook_inbox.c.source == source)
     if account is not None:
         stmt = stmt.where(webhook_inbox.c.account == account)
-    if before_id is not None:
-        stmt = stmt.where(webhook_inbox.c.id < before_id)
-    stmt = stmt.order_by(webhook_inbox.c.id.desc()).limit(limit)
-    return [_item(r) for r in await conn.execute(stmt)]
+    rows = list(await conn.execute(_PAGES.paginate(stmt, cursor, limit)))
+    return _PAGES.page(rows, limit).map(_item)
 
 
 async def mark_replayed(conn: AsyncConnection, item: InboxItem, now: datetime) -> int:

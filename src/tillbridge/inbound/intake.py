@@ -33,11 +33,20 @@ import structlog
 
 from tillbridge.audit.log import record as audit_record
 from tillbridge.config import SecretRef
-from tillbridge.errors import BridgeError, ConfigError, NotFound, StoreError, ValidationError
+from tillbridge.errors import (
+    ConfigError,
+    EmptyBody,
+    MalformedBody,
+    SignatureRejected,
+    StoreError,
+    TooManyFailures,
+    UnknownEndpoint,
+    UnsupportedMediaType,
+)
 from tillbridge.inbound import inbox
 from tillbridge.inbound.failures import FailureWindow
 from tillbridge.inbound.settings import InboundSettings
-from tillbridge.inbound.verifiers import SignatureRejected, VerifiedEvent, VerifierRegistry
+from tillbridge.inbound.verifiers import VerifiedEvent, VerifierRegistry
 from tillbridge.inbound.writer import InboxWriter
 from tillbridge.observability.redaction import Redactor
 from tillbridge.outbound.redact import redact_headers
@@ -51,44 +60,6 @@ KEPT_HEADERS: Final = frozenset(
 )
 _SCHEME_PREFIXES: Final = ("xentral-", "webhook-", "svix-")
 _MAX_HEADER_CHARS: Final = 300
-
-
-class UnknownEndpoint(NotFound):
-    """No webhook endpoint here."""
-
-    code = "unknown_webhook_endpoint"
-
-
-class EmptyBody(ValidationError):
-    """The request body is empty."""
-
-    code = "empty_body"
-    http_status = 400
-
-
-class MalformedBody(ValidationError):
-    """The request body is not a JSON object."""
-
-    code = "malformed_body"
-    http_status = 400
-
-
-class UnsupportedMediaType(ValidationError):
-    """Webhook bodies must be JSON."""
-
-    code = "unsupported_media_type"
-    http_status = 415
-
-
-class TooManyFailures(BridgeError):
-    """Too many failed deliveries from this address; try again later."""
-
-    code = "too_many_failures"
-    http_status = 429
-
-    def __init__(self, retry_after: float) -> None:
-        super().__init__()
-        self.retry_after = retry_after
 
 
 @dataclass(frozen=True, slots=True)

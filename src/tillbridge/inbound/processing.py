@@ -9,7 +9,7 @@ Processor contract (:class:`InboxProcessor`), for every source:
   row's status and the job's completion commit together (exactly once);
 * input it can never act on is settled ``invalid`` (not retried); an event type it does not
   handle is settled ``ignored``; a problem only an operator can fix raises
-  :class:`~tillbridge.queue.PermanentFailure` (dead letter, replay after the fix); anything else
+  :class:`~tillbridge.errors.PermanentFailure` (dead letter, replay after the fix); anything else
   raises and is retried with backoff.
 
 The dispatcher below keeps the row's status in step with the job: after a failed attempt the row
@@ -25,10 +25,12 @@ from typing import Final, Protocol
 
 import structlog
 
+from tillbridge.errors import InboxNotFound, LeaseLost, PermanentFailure
 from tillbridge.inbound import inbox
-from tillbridge.inbound.inbox import InboxItem, InboxNotFound
+from tillbridge.inbound.inbox import InboxItem
 from tillbridge.inbound.tables import DEAD, RETRYING
-from tillbridge.queue import Handler, JobContext, LeaseLost, PermanentFailure, RetryPolicy
+from tillbridge.queue import Handler, JobContext
+from tillbridge.retry import RetryPolicy
 from tillbridge.store.db import Database
 
 log = structlog.get_logger("tillbridge.inbound")

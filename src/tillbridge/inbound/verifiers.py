@@ -9,7 +9,8 @@ The contract (:class:`WebhookVerifier`), which every implementation must keep:
 - enforce the timestamp window where the scheme signs a timestamp: ``tolerance`` seconds (default
   300) around ``now`` in both directions, so a captured delivery cannot be replayed later and a
   clock-skewed sender is noticed;
-- on failure raise :class:`SignatureRejected`: generic public message, precise ``reason``;
+- on failure raise :class:`~tillbridge.errors.SignatureRejected`: generic public message,
+  precise ``reason``;
 - return the provider's event id if the scheme carries one, else ``None`` (the inbox then dedupes
   on a hash of the body).
 
@@ -25,14 +26,10 @@ from typing import Protocol
 
 from tillbridge.errors import ConfigError, NotFound
 from tillbridge.webhooks_out import signing
-from tillbridge.webhooks_out.signing import (
-    DEFAULT_TOLERANCE,
-    SignatureRejected,
-)
+from tillbridge.webhooks_out.signing import DEFAULT_TOLERANCE
 
 __all__ = [
     "DEFAULT_TOLERANCE",
-    "SignatureRejected",
     "StandardWebhooksVerifier",
     "VerifiedEvent",
     "VerifierRegistry",

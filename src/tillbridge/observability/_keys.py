@@ -1,5 +1,10 @@
 """Sensitive key names and the key/value rules for free text (used by :mod:`.redaction`).
 
+:func:`is_sensitive_key` is the bridge's one rule for names whose values are secret: log and
+audit keys here, HTTP header and query parameter names in :mod:`tillbridge.outbound.redact`. It
+is the union of the two rules those used to have (never redacting less than either did), less
+two names known to be harmless (:data:`_READABLE`).
+
 Private to the observability package: import :class:`~tillbridge.observability.redaction.Redactor`
 and :func:`~tillbridge.observability.redaction.is_sensitive_key` from ``redaction``.
 """
@@ -64,7 +69,7 @@ _CONTAINS: Final = (
 )
 # A key ending in one of these is sensitive ("x-webhook-signature", "access_token"); a suffix
 # rather than "contains" so that "authorization_code" (an approval code, printed on receipts)
-# and "token_type" or "signature_valid" stay readable.
+# stays readable. ("token" and "signature" anywhere count too, by the HTTP fragments below.)
 _ENDS: Final = (
     "authorization",
     "token",
@@ -79,6 +84,35 @@ _ENDS: Final = (
     "pinblock",
     "trackdata",
 )
+# HTTP header and query parameter names, compared against the stripped, lower-cased name as it
+# is: exact names, and fragments anywhere in it. These catch provider-specific credentials
+# (2Checkout's "X-Avangate-Authentication") and signature headers ("xentral-signature",
+# "X-Afterpay-Request-Signature") without listing each one.
+_HTTP_EXACT: Final = frozenset(
+    {
+        "authorization",
+        "proxy-authorization",
+        "cookie",
+        "set-cookie",
+        "x-api-key",
+        "api-key",
+        "apikey",
+        "x-auth-token",
+        "x-avangate-authentication",
+    }
+)
+_HTTP_CONTAINS: Final = (
+    "signature",
+    "secret",
+    "token",
+    "password",
+    "passwd",
+    "api_key",
+    "apikey",
+)
+# Compact keys that stay readable although a fragment above is in them: the OAuth token type
+# ("Bearer", not the token) and a verification flag. Nothing else is exempt.
+_READABLE: Final = frozenset({"tokentype", "signaturevalid"})
 # Keys whose unquoted text value runs to the end of the line ("Cookie: a=1; b=2").
 _LINE_VALUED: Final = frozenset({"authorization", "proxyauthorization", "cookie", "setcookie"})
 
@@ -96,16 +130,21 @@ def _compact_key(key: str) -> str:
 def is_sensitive_key(key: str) -> bool:
     """Whether the value stored under ``key`` must never be shown (case and style insensitive).
 
-    ``Authorization``, ``X-Api-Key``, ``client_secret``, ``accessToken``, ``Stripe-Signature``,
-    ``cardSecurityCode``, ``track2``, ``pin_block``, ``terminal_pin`` are; ``authorization_code``,
-    ``token_type``, ``pan`` (masked by the PAN rule instead) and ``idempotency_key`` are not.
+    ``Authorization``, ``X-Api-Key``, ``X-Avangate-Authentication``, ``client_secret``,
+    ``accessToken``, ``Stripe-Signature``, ``cardSecurityCode``, ``track2``, ``pin_block``,
+    ``terminal_pin`` are; ``authorization_code``, ``token_type``, ``signature_valid``, ``pan``
+    (masked by the PAN rule instead) and ``idempotency_key`` are not.
     """
     compact = _compact_key(key)
-    if not compact:
+    if compact in _READABLE:
         return False
-    if compact in _EXACT_KEYS or compact.endswith(_ENDS):
+    if compact and (compact in _EXACT_KEYS or compact.endswith(_ENDS)):
         return True
     if any(fragment in compact for fragment in _CONTAINS):
+        return True
+    # The whole name as it is: also a dotted one whose last segment says nothing ("token.v").
+    low = key.strip().lower()
+    if low in _HTTP_EXACT or any(fragment in low for fragment in _HTTP_CONTAINS):
         return True
     # "terminal_pin", "operator-pin": a PIN by any other name (checked on the separated form so
     # that words merely ending in "pin", like "shippin", do not count).

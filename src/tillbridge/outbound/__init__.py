@@ -6,6 +6,7 @@ log; the client itself is pure of any database. Every I/O edge is injectable.
 
 from __future__ import annotations
 
+from tillbridge.errors import RateLimited
 from tillbridge.outbound.audit import AuditHook, ExchangeRecord
 from tillbridge.outbound.breaker import (
     BreakerConfig,
@@ -14,25 +15,28 @@ from tillbridge.outbound.breaker import (
     BreakerState,
     CircuitBreaker,
 )
-from tillbridge.outbound.classify import RateLimited
 from tillbridge.outbound.client import DEFAULT_REQUEST_ID_HEADERS, OutboundClient
 from tillbridge.outbound.hub import OutboundHub
 from tillbridge.outbound.policy import (
     DEFAULT_CALL_CLASSES,
+    HTTP_RETRY,
     NO_RETRY,
+    RETRY_STATUSES,
     CallClass,
     ResponsePredicate,
-    RetryPolicy,
     parse_retry_after,
     still_processing_statuses,
 )
 from tillbridge.outbound.ratelimit import AccountRateLimit
 from tillbridge.outbound.redact import redact_headers, redact_url
+from tillbridge.retry import RetryPolicy
 
 __all__ = [
     "DEFAULT_CALL_CLASSES",
     "DEFAULT_REQUEST_ID_HEADERS",
+    "HTTP_RETRY",
     "NO_RETRY",
+    "RETRY_STATUSES",
     "AccountRateLimit",
     "AuditHook",
     "BreakerConfig",

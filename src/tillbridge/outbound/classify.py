@@ -39,12 +39,6 @@ class Verdict(StrEnum):
     NEUTRAL = "neutral"  # says nothing about the provider (our own refusal or bug)
 
 
-class RateLimited(NotSent):
-    """The client-side rate limit refused the call before sending; retry later."""
-
-    code = "rate_limited"
-
-
 # Exceptions raised before any byte of the request could leave this process. ConnectError also
 # covers DNS failures (httpcore reports name resolution errors as connect errors).
 _NOT_SENT_NETWORK: tuple[type[BaseException], ...] = (

@@ -38,13 +38,12 @@ from typing import Any, Final
 import httpx2
 import structlog
 
-from tillbridge.errors import CircuitOpen, ConfigError, TransportError
+from tillbridge.errors import CircuitOpen, ConfigError, RateLimited, TransportError
 from tillbridge.outbound.audit import AuditHook, ExchangeRecord
 from tillbridge.outbound.breaker import BreakerRegistry, CircuitBreaker, Permit
 from tillbridge.outbound.classify import (
     AttemptKind,
     Evidence,
-    RateLimited,
     Verdict,
     classify_exception,
     not_sent,
@@ -53,10 +52,11 @@ from tillbridge.outbound.classify import (
 )
 from tillbridge.outbound.policy import (
     DEFAULT_CALL_CLASSES,
+    HTTP_RETRY,
     NO_RETRY,
+    RETRY_STATUSES,
     CallClass,
     ResponsePredicate,
-    RetryPolicy,
     backoff_delay,
     is_safe_to_repeat,
     never,
@@ -64,6 +64,7 @@ from tillbridge.outbound.policy import (
 )
 from tillbridge.outbound.ratelimit import AccountRateLimit
 from tillbridge.outbound.redact import redact_headers, redact_url, truncate_body
+from tillbridge.retry import RetryPolicy
 
 log = structlog.get_logger(__name__)
 
@@ -92,7 +93,9 @@ class OutboundClient:
     """HTTP client for one provider account; see the module docstring for the contract.
 
     One instance per account and event loop. ``breakers`` and ``rate_limit`` may be shared with
-    other clients (the breaker key is ``(account, group)``).
+    other clients (the breaker key is ``(account, group)``). ``retry`` bounds the retries of safe
+    calls (default :data:`~tillbridge.outbound.policy.HTTP_RETRY`); an answer is worth another
+    attempt when its status is in ``retry_statuses`` or ``still_processing`` says so.
     """
 
     def __init__(
@@ -103,6 +106,7 @@ class OutboundClient:
         transport: httpx2.AsyncBaseTransport | None = None,
         call_classes: Mapping[str, CallClass] | None = None,
         retry: RetryPolicy | None = None,
+        retry_statuses: frozenset[int] = RETRY_STATUSES,
         still_processing: ResponsePredicate = never,
         breakers: BreakerRegistry | None = None,
         rate_limit: AccountRateLimit | None = None,
@@ -119,7 +123,8 @@ class OutboundClient:
             raise ConfigError("an outbound client needs an account name")
         self.account = account
         self._call_classes = dict(call_classes or DEFAULT_CALL_CLASSES)
-        self._retry = retry or RetryPolicy()
+        self._retry = retry or HTTP_RETRY
+        self._retry_statuses = retry_statuses
         self._still_processing = still_processing
         self._breakers = breakers
         self._rate_limit = rate_limit
@@ -226,7 +231,12 @@ class OutboundClient:
                     evidence, status=result.status, provider_request_id=result.provider_request_id
                 )
             delay = self._retry_delay(result, attempt, policy, predicate)
-            if delay is not None and self._clock() - started + delay > policy.max_total:
+            budget = policy.max_total
+            if (
+                delay is not None
+                and budget is not None
+                and self._clock() - started + delay > budget.total_seconds()
+            ):
                 delay = None
             if delay is None:
                 return self._finish(result, evidence, attempt, unknown_seen)
@@ -303,14 +313,15 @@ class OutboundClient:
                 return None
             return backoff_delay(attempt, policy, self._rng)
         response = result.response
-        if response.status_code not in policy.retry_statuses and not predicate(response):
+        if response.status_code not in self._retry_statuses and not predicate(response):
             return None
         retry_after = retry_after_of(response, now=self._wall_clock())
         if retry_after is None:
             return backoff_delay(attempt, policy, self._rng)
         # Honour the provider's wish exactly; if it asks for longer than we may wait in-process,
         # hand the answer back so the job can be rescheduled instead.
-        return retry_after if retry_after <= policy.max_retry_after else None
+        cap = policy.max_requested_delay
+        return retry_after if cap is None or retry_after <= cap.total_seconds() else None
 
     def _finish(
         self, result: _Attempt, evidence: Evidence, attempt: int, unknown_seen: bool

@@ -26,7 +26,8 @@ from tillbridge.observability.redaction import Redactor
 from tillbridge.outbound.audit import ExchangeRecord
 from tillbridge.outbound.breaker import BreakerConfig, BreakerRegistry
 from tillbridge.outbound.client import OutboundClient
-from tillbridge.outbound.policy import CallClass, RetryPolicy
+from tillbridge.outbound.policy import CallClass
+from tillbridge.retry import RetryPolicy
 from tillbridge.store.db import Database
 
 Sleep = Callable[[float], Awaitable[None]]

@@ -1,8 +1,9 @@
-"""Call classes, retry policy and the small pure functions behind them.
+"""Call classes, the HTTP retry policy and the small pure functions behind them.
 
 Nothing here does I/O. The client (:mod:`tillbridge.outbound.client`) asks these functions three
 questions after every attempt: *may this call be repeated at all*, *is this answer worth another
-try*, and *how long to wait first*.
+try* (:data:`RETRY_STATUSES`, or the connector's "still processing" predicate), and *how long to
+wait first* (:data:`HTTP_RETRY`, a :class:`tillbridge.retry.RetryPolicy`).
 
 Why retries are so narrow: a money-moving request that timed out may have moved money. Only a
 request the provider promises to deduplicate (it carries the provider's idempotency key, the
@@ -14,14 +15,15 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import UTC
+from dataclasses import dataclass, replace
+from datetime import UTC, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Final
 
 import httpx2
 
 from tillbridge.errors import ConfigError
+from tillbridge.retry import RetryPolicy
 
 #: Methods that never change anything on a well-behaved server, so repeating them is harmless.
 SAFE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -29,6 +31,9 @@ SAFE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
 #: 5xx answers that say "try again later" rather than "this will never work".
 #: 501 Not Implemented and 505 HTTP Version Not Supported are permanent, so they are excluded.
 RETRYABLE_5XX: Final = frozenset({500, 502, 503, 504})
+
+#: Answers worth another attempt of a call that is safe to repeat (the client's default).
+RETRY_STATUSES: Final = RETRYABLE_5XX | {429}
 
 ResponsePredicate = Callable[[httpx2.Response], bool]
 
@@ -91,35 +96,25 @@ def still_processing_statuses(*statuses: int) -> ResponsePredicate:
     return predicate
 
 
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
-    """Bounds for in-process retries of calls that are safe to repeat.
+#: In-process retries of calls that are safe to repeat: short, seconds in all. Anything longer
+#: belongs to the durable job queue, which reschedules the job instead of holding a request open.
+#: Three attempts (the first included), full-jitter exponential backoff from 0.2 s capped at 5 s,
+#: no retry that would end more than 30 s after the first attempt, and a ``Retry-After`` longer
+#: than 30 s is not waited for (the answer goes back to the caller, who can reschedule the job).
+#: Derive variants with ``dataclasses.replace(HTTP_RETRY, max_attempts=5)``: the bare
+#: ``RetryPolicy()`` defaults are the job queue's, minutes to an hour.
+HTTP_RETRY: Final = RetryPolicy(
+    max_attempts=3,
+    base_delay=timedelta(seconds=0.2),
+    factor=2.0,
+    max_delay=timedelta(seconds=5),
+    jitter=1.0,
+    max_total=timedelta(seconds=30),
+    max_requested_delay=timedelta(seconds=30),
+)
 
-    Retries here are short (seconds). Anything longer belongs to the durable job queue, which
-    reschedules the job instead of holding a request open.
-
-    - ``max_attempts``: total attempts including the first (1 disables retries).
-    - ``base_delay`` / ``max_delay``: exponential backoff with full jitter, capped.
-    - ``max_total``: wall budget in seconds from the first attempt; no retry starts after it.
-    - ``max_retry_after``: a ``Retry-After`` longer than this is not waited for; the answer is
-      returned to the caller, who can reschedule the job for later.
-    """
-
-    max_attempts: int = 3
-    base_delay: float = 0.2
-    max_delay: float = 5.0
-    max_total: float = 30.0
-    max_retry_after: float = 30.0
-    retry_statuses: frozenset[int] = field(default=RETRYABLE_5XX | {429})
-
-    def __post_init__(self) -> None:
-        if self.max_attempts < 1:
-            raise ConfigError("max_attempts must be at least 1")
-        if self.base_delay < 0 or self.max_delay < 0 or self.max_total < 0:
-            raise ConfigError("retry delays must not be negative")
-
-
-NO_RETRY: Final = RetryPolicy(max_attempts=1)
+#: One attempt only: what the client uses for a call that is not safe to repeat.
+NO_RETRY: Final = replace(HTTP_RETRY, max_attempts=1)
 
 
 def is_safe_to_repeat(method: str, *, idempotent: bool) -> bool:
@@ -133,13 +128,13 @@ def is_safe_to_repeat(method: str, *, idempotent: bool) -> bool:
 
 
 def backoff_delay(attempt: int, policy: RetryPolicy, rng: random.Random) -> float:
-    """Full-jitter exponential backoff for the retry after ``attempt`` (1-based).
+    """Seconds of backoff before the retry after ``attempt`` (1-based), from ``policy``.
 
-    Full jitter (uniform between 0 and the capped exponential) spreads the retries of many
-    clients that failed together, so they do not hit a recovering provider in lockstep.
+    With :data:`HTTP_RETRY`'s full jitter (uniform between 0 and the capped exponential) the
+    retries of many clients that failed together are spread, so they do not hit a recovering
+    provider in lockstep.
     """
-    ceiling = min(policy.max_delay, policy.base_delay * (2 ** (attempt - 1)))
-    return rng.uniform(0.0, ceiling)
+    return policy.seconds(attempt, rng)
 
 
 def parse_retry_after(value: str | None, *, now: float) -> float | None:

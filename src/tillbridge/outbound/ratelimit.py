@@ -2,7 +2,7 @@
 
 Providers rarely publish limits, but most answer bursts with 429. Pacing ourselves keeps a burst
 of queued jobs from tripping that. A call that would have to wait longer than ``max_wait`` is
-refused with :class:`~tillbridge.outbound.classify.RateLimited` (a ``NotSent``): nothing was sent,
+refused with :class:`~tillbridge.errors.RateLimited` (a ``NotSent``): nothing was sent,
 so the job can be rescheduled safely.
 
 Share one :class:`AccountRateLimit` between every client that talks to the same account. Limits
@@ -15,8 +15,7 @@ import asyncio
 
 from aiolimiter import AsyncLimiter
 
-from tillbridge.errors import ConfigError
-from tillbridge.outbound.classify import RateLimited
+from tillbridge.errors import ConfigError, RateLimited
 
 
 class AccountRateLimit:

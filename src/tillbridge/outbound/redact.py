@@ -1,7 +1,9 @@
 """Redaction of header and URL secrets for logs, evidence and the audit hook.
 
-Scope: credentials that travel in headers and URLs. Card data inside bodies is not handled here;
-the audit log applies its own body redaction before anything is stored.
+Scope: credentials that travel in headers and URLs. Which names are secret is the bridge's one
+rule, :func:`~tillbridge.observability.redaction.is_sensitive_key` (the same the logs use). Card
+data inside bodies is not handled here; the audit log applies its own body redaction before
+anything is stored.
 
 All functions are pure and never raise on odd input: redaction must not be the reason an
 exchange goes unrecorded.
@@ -13,33 +15,9 @@ from collections.abc import Iterable, Mapping
 from typing import Final
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from tillbridge.observability.redaction import is_sensitive_key
+
 REDACTED: Final = "[redacted]"
-
-#: Header names whose values are always secret.
-SECRET_HEADERS: Final = frozenset(
-    {
-        "authorization",
-        "proxy-authorization",
-        "cookie",
-        "set-cookie",
-        "x-api-key",
-        "api-key",
-        "apikey",
-        "x-auth-token",
-        "x-avangate-authentication",
-    }
-)
-
-#: A header (or query parameter) whose name contains one of these is treated as secret too. This
-#: catches provider-specific signature headers (``xentral-signature``, ``webhook-signature``,
-#: ``X-Afterpay-Request-Signature``) without listing each one.
-SECRET_MARKERS: Final = ("signature", "secret", "token", "password", "passwd", "api_key", "apikey")
-
-
-def is_secret_name(name: str) -> bool:
-    """True if a header or query parameter called ``name`` may carry a credential."""
-    low = name.strip().lower()
-    return low in SECRET_HEADERS or any(marker in low for marker in SECRET_MARKERS)
 
 
 def redact_headers(headers: Mapping[str, str] | Iterable[tuple[str, str]]) -> dict[str, str]:
@@ -52,7 +30,7 @@ def redact_headers(headers: Mapping[str, str] | Iterable[tuple[str, str]]) -> di
     out: dict[str, str] = {}
     for raw_name, raw_value in items:
         name = str(raw_name).lower()
-        value = REDACTED if is_secret_name(name) else str(raw_value)
+        value = REDACTED if is_sensitive_key(name) else str(raw_value)
         out[name] = f"{out[name]}, {value}" if name in out else value
     return out
 
@@ -76,7 +54,7 @@ def redact_url(url: str) -> str:
     query = parts.query
     if query:
         pairs = parse_qsl(query, keep_blank_values=True)
-        query = urlencode([(k, REDACTED if is_secret_name(k) else v) for k, v in pairs])
+        query = urlencode([(k, REDACTED if is_sensitive_key(k) else v) for k, v in pairs])
     return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
 
 

@@ -32,6 +32,14 @@ so that it shares the caller's transaction; tests use a real SQLite file, which 
 
 from __future__ import annotations
 
+from tillbridge.errors import (
+    JobNotFound,
+    JobStateError,
+    LeaseLost,
+    PermanentFailure,
+    RetryLater,
+    UnknownJobKind,
+)
 from tillbridge.queue.admin import (
     JobDetail,
     JobError,
@@ -43,25 +51,18 @@ from tillbridge.queue.admin import (
     retry_job,
 )
 from tillbridge.queue.enqueue import NewJob, enqueue, enqueue_many, enqueue_periodic, schedule_due
-from tillbridge.queue.errors import (
-    JobNotFound,
-    JobStateError,
-    LeaseLost,
-    PermanentFailure,
-    RetryLater,
-    UnknownJobKind,
-)
 from tillbridge.queue.metrics import QueueMetrics
-from tillbridge.queue.policy import Clock, Periodic, RetryPolicy, utcnow
+from tillbridge.queue.policy import DEFAULT_RETRY, Periodic
 from tillbridge.queue.registry import Handler, JobContext, JobRegistry, KindSpec
 from tillbridge.queue.sql import ClaimedJob
 from tillbridge.queue.tables import STATUSES
 from tillbridge.queue.worker import Worker
+from tillbridge.retry import RetryPolicy
 
 __all__ = [
+    "DEFAULT_RETRY",
     "STATUSES",
     "ClaimedJob",
-    "Clock",
     "Handler",
     "JobContext",
     "JobDetail",
@@ -89,5 +90,4 @@ __all__ = [
     "list_jobs",
     "retry_job",
     "schedule_due",
-    "utcnow",
 ]

@@ -45,12 +45,12 @@ from sqlalchemy import (
     insert,
     select,
 )
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tillbridge.queue.registry import JobContext, JobRegistry
-from tillbridge.store.db import sync_url
+from tillbridge.queue.worker import Worker
+from tillbridge.store.db import Database, sync_url
+from tillbridge.store.sql import insert_or_ignore
 
 test_metadata = MetaData()
 _Id = BigInteger().with_variant(Integer, "sqlite")
@@ -134,14 +134,12 @@ async def _record_execution(conn: AsyncConnection, ctx: JobContext) -> None:
     )
 
 
+_TAKE_KEY = insert_or_ignore(qt_running_keys, returning=[qt_running_keys.c.key])
+
+
 async def _insert_ignore(conn: AsyncConnection, key: str, job_id: int) -> bool:
-    values = {"key": key, "job_id": job_id}
-    if conn.dialect.name == "postgresql":
-        stmt = pg_insert(qt_running_keys).values(values).on_conflict_do_nothing()
-    else:
-        stmt = sqlite_insert(qt_running_keys).values(values).on_conflict_do_nothing()  # type: ignore[assignment]
     # RETURNING, not rowcount: the driver's rowcount is not reliable for INSERT ... ON CONFLICT.
-    inserted = await conn.execute(stmt.returning(qt_running_keys.c.key))
+    inserted = await conn.execute(_TAKE_KEY.on(conn), {"key": key, "job_id": job_id})
     return inserted.first() is not None
 
 
@@ -160,8 +158,6 @@ async def _finish(ctx: JobContext) -> None:
 
 
 async def _write_count(url: str, worker: str) -> None:
-    from tillbridge.store.db import Database
-
     db = Database(url)
     try:
         async with db.write() as conn:
@@ -205,12 +201,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-poll", type=float, default=1.0, help="longest idle poll (s)")
     args = parser.parse_args(argv)
 
-    # Imported here: the CLI module pulls in typer/rich, not needed to define the tables.
-    from tillbridge.cli.jobs import run_worker_async
-    from tillbridge.settings import load_settings
-
-    settings = load_settings(database_url=args.url, worker_concurrency=args.concurrency)
-
     async def run() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -218,16 +208,22 @@ def main(argv: list[str] | None = None) -> None:
             loop.add_signal_handler(sig, stop.set)
         if args.ready_file is not None:
             args.ready_file.write_text("ready\n")
-        await run_worker_async(
-            settings,
-            build_registry(),
-            stop,
-            batch_size=args.batch,
-            lease=timedelta(seconds=args.lease),
-            worker_id=args.worker_id,
-            shutdown_timeout=5.0,
-            max_poll_interval=args.max_poll,
-        )
+        # Every running handler may hold a connection, plus the worker's cycle and heartbeat.
+        db = Database(args.url, pool_size=args.concurrency + 4)
+        try:
+            worker = Worker(
+                db,
+                build_registry(),
+                concurrency=args.concurrency,
+                batch_size=args.batch,
+                lease=timedelta(seconds=args.lease),
+                worker_id=args.worker_id,
+                shutdown_timeout=5.0,
+                max_poll_interval=args.max_poll,
+            )
+            await worker.run(stop)
+        finally:
+            await db.dispose()
         if args.worker_id is not None:
             await _write_count(args.url, args.worker_id)
 

@@ -6,10 +6,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from tillbridge.clock import utcnow
+from tillbridge.errors import JobNotFound, JobStateError
 from tillbridge.queue import sql
-from tillbridge.queue.errors import JobNotFound, JobStateError
-from tillbridge.queue.policy import utcnow
 from tillbridge.queue.tables import STATUSES
+from tillbridge.store.keyset import Page
 
 if TYPE_CHECKING:
     from tillbridge.store.db import Database
@@ -32,12 +33,8 @@ class JobSummary:
     last_error: dict[str, Any] | None
 
 
-@dataclass(frozen=True, slots=True)
-class JobPage:
-    """One page, newest first. Pass ``next_before_id`` as ``before_id`` for the next page."""
-
-    items: list[JobSummary]
-    next_before_id: int | None
+#: One page of jobs, newest first; pass ``next_cursor`` as ``cursor`` for the next page.
+JobPage = Page[JobSummary]
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,21 +74,23 @@ async def list_jobs(
     status: str | None = None,
     kind: str | None = None,
     key: str | None = None,
-    before_id: int | None = None,
+    cursor: str | None = None,
     limit: int = 50,
 ) -> JobPage:
-    """Jobs matching every given filter, newest first, ``limit`` (1..500) per page."""
+    """Jobs matching every given filter, newest first, ``limit`` (1..500) per page.
+
+    Raises :class:`ValueError` for an unknown status or a limit out of range and
+    :class:`~tillbridge.errors.InvalidCursor` for a cursor that is not one of ours.
+    """
     if status is not None and status not in STATUSES:
         raise ValueError(f"unknown status {status!r}; one of {', '.join(STATUSES)}")
     if not 1 <= limit <= MAX_PAGE:
         raise ValueError(f"limit must be between 1 and {MAX_PAGE}")
     async with db.read() as conn:
-        rows = await sql.list_jobs(
-            conn, status=status, kind=kind, key=key, before_id=before_id, limit=limit + 1
+        page = await sql.list_jobs(
+            conn, status=status, kind=kind, key=key, cursor=cursor, limit=limit
         )
-    items = [JobSummary(**r._asdict()) for r in rows[:limit]]
-    more = len(rows) > limit
-    return JobPage(items, items[-1].id if more and items else None)
+    return page.map(lambda r: JobSummary(**r._asdict()))
 
 
 async def get_job(db: Database, job_id: int) -> JobDetail:

@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from tillbridge.clock import utcnow
 from tillbridge.queue import sql
-from tillbridge.queue.policy import Periodic, utcnow
+from tillbridge.queue.policy import Periodic
 from tillbridge.queue.tables import TODO
 
 if TYPE_CHECKING:

@@ -13,11 +13,13 @@ Handler contract (every handler registered here):
           await conn.execute(...)
 
   or, in a transaction you opened yourself, ``await ctx.complete_in(conn)`` before it commits.
-  If the lease was lost meanwhile, :class:`~tillbridge.queue.errors.LeaseLost` is raised and the
+  If the lease was lost meanwhile, :class:`~tillbridge.errors.LeaseLost` is raised and the
   transaction must roll back (let it propagate).
-* Raise :class:`~tillbridge.queue.errors.RetryLater` to be run again later (``after=`` honours a
-  Retry-After), :class:`~tillbridge.queue.errors.PermanentFailure` to dead-letter at once; any
-  other exception is a failed attempt, retried with the kind's backoff until attempts run out.
+* Raise :class:`~tillbridge.errors.RetryLater` to be run again later (``after=`` honours a
+  Retry-After), :class:`~tillbridge.errors.PermanentFailure` to dead-letter at once (both are
+  :class:`~tillbridge.errors.JobSignal`, not ``BridgeError``: an ``except BridgeError`` in the
+  handler does not swallow them); any other exception is a failed attempt, retried with the
+  kind's backoff until attempts run out.
 * A handler must never block the event loop (no sync I/O) and must not swallow
   ``asyncio.CancelledError``: the worker cancels handlers that outlive its shutdown timeout.
 """
@@ -32,9 +34,11 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from tillbridge.clock import Clock
+from tillbridge.errors import LeaseLost, UnknownJobKind
 from tillbridge.queue import sql
-from tillbridge.queue.errors import LeaseLost, UnknownJobKind
-from tillbridge.queue.policy import DEFAULT_RETRY, Clock, Periodic, RetryPolicy
+from tillbridge.queue.policy import DEFAULT_RETRY, Periodic
+from tillbridge.retry import RetryPolicy
 
 if TYPE_CHECKING:
     from structlog.typing import FilteringBoundLogger

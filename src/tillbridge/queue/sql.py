@@ -43,8 +43,6 @@ from sqlalchemy import (
     tuple_,
     update,
 )
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tillbridge.queue.tables import (
@@ -59,6 +57,8 @@ from tillbridge.queue.tables import (
     jobs,
     status_in,
 )
+from tillbridge.store.keyset import Keyset, Page
+from tillbridge.store.sql import insert_or_ignore
 from tillbridge.store.types import UTCDateTime
 
 
@@ -88,13 +88,8 @@ class ClaimedJob:
 
 
 _INSERT_JOB = insert(jobs).returning(jobs.c.id)
-_INSERT_JOB_DEDUPE_PG = (
-    pg_insert(jobs).on_conflict_do_nothing(index_elements=[jobs.c.dedupe_key]).returning(jobs.c.id)
-)
-_INSERT_JOB_DEDUPE_SQLITE = (
-    sqlite_insert(jobs)
-    .on_conflict_do_nothing(index_elements=[jobs.c.dedupe_key])
-    .returning(jobs.c.id)
+_INSERT_JOB_DEDUPE = insert_or_ignore(
+    jobs, index_elements=[jobs.c.dedupe_key], returning=[jobs.c.id]
 )
 
 
@@ -112,8 +107,7 @@ async def insert_job(conn: AsyncConnection, values: Mapping[str, Any]) -> int:
         # more CPU than the INSERT itself on the API's hot path.
         result = await conn.execute(_INSERT_JOB, dict(values))
         return int(result.scalar_one())
-    stmt = _INSERT_JOB_DEDUPE_PG if _is_pg(conn) else _INSERT_JOB_DEDUPE_SQLITE
-    new_id = (await conn.execute(stmt, dict(values))).scalar_one_or_none()
+    new_id = (await conn.execute(_INSERT_JOB_DEDUPE.on(conn), dict(values))).scalar_one_or_none()
     if new_id is not None:
         return int(new_id)
     existing = await conn.execute(select(jobs.c.id).where(jobs.c.dedupe_key == dedupe_key))
@@ -450,6 +444,8 @@ async def release(
 
 # ---------------------------------------------------------------------------------- operators
 
+_JOB_PAGES = Keyset(jobs.c.id)
+
 
 async def list_jobs(
     conn: AsyncConnection,
@@ -457,9 +453,9 @@ async def list_jobs(
     status: str | None,
     kind: str | None,
     key: str | None,
-    before_id: int | None,
+    cursor: str | None,
     limit: int,
-) -> list[Row[Any]]:
+) -> Page[Row[Any]]:
     """Newest first, keyset-paginated by id (stable while jobs are added)."""
     stmt = select(
         jobs.c.id,
@@ -480,9 +476,8 @@ async def list_jobs(
         stmt = stmt.where(jobs.c.kind == kind)
     if key is not None:
         stmt = stmt.where(jobs.c.key == key)
-    if before_id is not None:
-        stmt = stmt.where(jobs.c.id < before_id)
-    return list(await conn.execute(stmt.order_by(jobs.c.id.desc()).limit(limit)))
+    rows: list[Any] = list(await conn.execute(_JOB_PAGES.paginate(stmt, cursor, limit)))
+    return _JOB_PAGES.page(rows, limit)
 
 
 async def get_job(conn: AsyncConnection, job_id: int) -> Row[Any] | None:

@@ -34,12 +34,11 @@ import structlog
 from prometheus_client import CollectorRegistry
 from sqlalchemy.exc import SQLAlchemyError
 
-from tillbridge.errors import StoreError
+from tillbridge.clock import Clock, utcnow
+from tillbridge.errors import PermanentFailure, RetryLater, StoreError
 from tillbridge.queue import sql
 from tillbridge.queue.enqueue import schedule_due
-from tillbridge.queue.errors import PermanentFailure, RetryLater
 from tillbridge.queue.metrics import QueueMetrics
-from tillbridge.queue.policy import Clock, utcnow
 from tillbridge.queue.registry import JobContext, JobRegistry, KindSpec
 from tillbridge.queue.sql import ClaimedJob
 

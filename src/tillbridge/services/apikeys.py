@@ -26,13 +26,14 @@ import hmac
 import re
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Final
 
 from sqlalchemy import insert, or_, select, update
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from tillbridge.clock import utcnow
 from tillbridge.domain.payments import new_id
 from tillbridge.errors import AuthError, NotFound, ValidationError
 from tillbridge.store.tables import api_keys
@@ -130,7 +131,7 @@ async def create_key(
     if not 1 <= len(name) <= 100:
         raise ValidationError("an API key name has 1 to 100 characters", code="invalid_name")
     scope_set = normalize_scopes(scopes)
-    created = now or datetime.now(UTC)
+    created = now or utcnow()
     prefix = secrets.token_hex(_PREFIX_HEX_CHARS // 2)
     secret = base64.urlsafe_b64encode(secrets.token_bytes(_SECRET_BYTES)).decode().rstrip("=")
     record = ApiKey(
@@ -175,9 +176,7 @@ async def verify(conn: AsyncConnection, token: str) -> ApiKey:
 async def touch(conn: AsyncConnection, key_id: str, *, now: datetime | None = None) -> None:
     """Record that the key was used (best-effort bookkeeping; callers rate-limit it)."""
     await conn.execute(
-        update(api_keys)
-        .where(api_keys.c.id == key_id)
-        .values(last_used_at=now or datetime.now(UTC))
+        update(api_keys).where(api_keys.c.id == key_id).values(last_used_at=now or utcnow())
     )
 
 
@@ -201,7 +200,7 @@ async def revoke(
     await conn.execute(
         update(api_keys)
         .where(where, api_keys.c.revoked_at.is_(None))
-        .values(revoked_at=now or datetime.now(UTC))
+        .values(revoked_at=now or utcnow())
     )
     row = (await conn.execute(select(api_keys).where(where))).mappings().first()
     if row is None:

@@ -43,16 +43,16 @@ import hashlib
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Final
 
 from sqlalchemy import BigInteger, and_, bindparam, delete, func, or_, select, update
-from sqlalchemy.dialects import postgresql as pg
-from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from tillbridge.clock import utcnow
 from tillbridge.errors import IdempotencyInProgress, IdempotencyMismatch
 from tillbridge.store.db import Database
+from tillbridge.store.sql import insert_or_ignore
 from tillbridge.store.tables import idempotency_keys as t
 
 #: How long a committed claim without a response counts as "in progress" before it is reclaimed.
@@ -104,14 +104,7 @@ def request_hash(method: str, path: str, body: Any) -> bytes:
 # Built once: constructing a statement and its cache key costs more Python time than running it
 # on the hot path; executing a prebuilt one with a parameter dict reuses both.
 _PG_TRY_LOCK: Final = select(func.pg_try_advisory_xact_lock(bindparam("lock_id", type_=BigInteger)))
-_PG_CLAIM: Final = (
-    pg.insert(t).on_conflict_do_nothing(index_elements=[t.c.api_key_id, t.c.key]).returning(t.c.id)
-)
-_SQLITE_CLAIM: Final = (
-    sqlite_dialect.insert(t)
-    .on_conflict_do_nothing(index_elements=[t.c.api_key_id, t.c.key])
-    .returning(t.c.id)
-)
+_CLAIM: Final = insert_or_ignore(t, index_elements=[t.c.api_key_id, t.c.key], returning=[t.c.id])
 _COMPLETE: Final = (
     update(t)
     .where(t.c.id == bindparam("row_id"))
@@ -160,7 +153,7 @@ async def begin(
         "created_at": now,
         "expires_at": now + timedelta(seconds=ttl_s),
     }
-    claim_stmt = _PG_CLAIM if is_pg else _SQLITE_CLAIM
+    claim_stmt = _CLAIM.on(conn)
     # Two rounds at most: the second only if a purge deleted the expired row we meant to reuse.
     for _ in range(2):
         params = {"api_key_id": scope.api_key_id, "key": scope.key, **fresh}
@@ -241,6 +234,6 @@ def _free(at: datetime) -> Any:
 
 async def purge_expired(conn: AsyncConnection, *, now: datetime | None = None) -> int:
     """Delete expired rows (and abandoned claims past their lock); returns how many."""
-    at = now or datetime.now(UTC)
+    at = now or utcnow()
     res = await conn.execute(delete(t).where(_free(at)))
     return int(res.rowcount or 0)

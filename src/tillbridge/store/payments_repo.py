@@ -8,20 +8,19 @@ still has the version that was loaded; otherwise it raises
 
 from __future__ import annotations
 
-import base64
-import json
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
-from sqlalchemy import and_, bindparam, insert, or_, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tillbridge.domain.payments import Operation, Payment, Refund
 from tillbridge.domain.states import OperationKind, Outcome, PaymentState
-from tillbridge.errors import ConcurrentUpdate, NotFound, ValidationError
+from tillbridge.errors import ConcurrentUpdate, NotFound
 from tillbridge.money import Money
+from tillbridge.store.keyset import Keyset, Page
 from tillbridge.store.tables import operations, payments, refunds
 
 
@@ -226,24 +225,17 @@ class PaymentFilter:
     created_to: datetime | None = None
 
 
-def encode_cursor(p: Payment) -> str:
-    raw = json.dumps([p.created_at.isoformat(), p.id]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, str]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        created, pid = json.loads(raw)
-        return datetime.fromisoformat(created), str(pid)
-    except (ValueError, TypeError) as exc:
-        raise ValidationError("invalid cursor", code="invalid_cursor") from exc
+#: Payments page newest first on (created_at, id): the id breaks ties of one timestamp.
+_PAGES: Final = Keyset(payments.c.created_at, payments.c.id)
 
 
 async def list_payments(
     conn: AsyncConnection, f: PaymentFilter, *, limit: int, cursor: str | None
-) -> tuple[list[Payment], str | None]:
-    """Newest first, keyset-paginated on (created_at, id); returns the page and the next cursor."""
+) -> Page[Payment]:
+    """Newest first, keyset-paginated on (created_at, id): the page and the next cursor.
+
+    Raises :class:`~tillbridge.errors.InvalidCursor` for a cursor that is not one of ours.
+    """
     q = select(payments)
     if f.reference is not None:
         q = q.where(payments.c.reference == f.reference)
@@ -253,15 +245,5 @@ async def list_payments(
         q = q.where(payments.c.created_at >= f.created_from)
     if f.created_to is not None:
         q = q.where(payments.c.created_at < f.created_to)
-    if cursor is not None:
-        c_created, c_id = decode_cursor(cursor)
-        q = q.where(
-            or_(
-                payments.c.created_at < c_created,
-                and_(payments.c.created_at == c_created, payments.c.id < c_id),
-            )
-        )
-    q = q.order_by(payments.c.created_at.desc(), payments.c.id.desc()).limit(limit + 1)
-    rows = [_payment_from_row(r) for r in (await conn.execute(q)).mappings()]
-    next_cursor = encode_cursor(rows[limit - 1]) if len(rows) > limit else None
-    return rows[:limit], next_cursor
+    rows = list(await conn.execute(_PAGES.paginate(q, cursor, limit)))
+    return _PAGES.page(rows, limit).map(lambda r: _payment_from_row(r._mapping))

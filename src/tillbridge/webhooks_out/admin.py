@@ -13,10 +13,18 @@ from typing import Any
 
 from sqlalchemy import select, update
 
-from tillbridge.errors import NotFound, QueueError, ValidationError
+from tillbridge.clock import utcnow
+from tillbridge.errors import (
+    DeliveryBusy,
+    DeliveryNotFound,
+    SubscriberDisabled,
+    SubscriberNotFound,
+    ValidationError,
+)
 from tillbridge.queue import enqueue
 from tillbridge.queue.tables import ACTIVE, jobs
 from tillbridge.store.db import Database
+from tillbridge.store.keyset import Keyset, Page
 from tillbridge.webhooks_out.events import DELIVER_JOB, Subscription, disabled_subscribers
 from tillbridge.webhooks_out.tables import (
     DELIVERY_STATUSES,
@@ -28,30 +36,7 @@ from tillbridge.webhooks_out.tables import (
 )
 
 MAX_PAGE = 500
-
-
-class DeliveryNotFound(NotFound):
-    """No webhook delivery with this id."""
-
-    code = "delivery_not_found"
-
-
-class SubscriberNotFound(NotFound):
-    """No webhook subscriber with this name."""
-
-    code = "subscriber_not_found"
-
-
-class DeliveryBusy(QueueError):
-    """The delivery is already queued or running; wait for it to finish."""
-
-    code = "delivery_busy"
-
-
-class SubscriberDisabled(QueueError):
-    """The subscriber is disabled; enable it before redelivering."""
-
-    code = "subscriber_disabled"
+_PAGES = Keyset(webhook_deliveries.c.id)
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -85,10 +70,14 @@ async def list_deliveries(
     *,
     status: str | None = None,
     subscriber: str | None = None,
-    before_id: int | None = None,
+    cursor: str | None = None,
     limit: int = 50,
-) -> list[dict[str, Any]]:
-    """Deliveries newest first, filtered; pass the last id as ``before_id`` for the next page."""
+) -> Page[dict[str, Any]]:
+    """Deliveries newest first, filtered; pass ``next_cursor`` as ``cursor`` for the next page.
+
+    Raises :class:`~tillbridge.errors.ValidationError` for an unknown status or a limit out of
+    range, :class:`~tillbridge.errors.InvalidCursor` for a cursor that is not one of ours.
+    """
     if status is not None and status not in DELIVERY_STATUSES:
         raise ValidationError(f"unknown status {status!r}; one of {', '.join(DELIVERY_STATUSES)}")
     if not 1 <= limit <= MAX_PAGE:
@@ -98,11 +87,10 @@ async def list_deliveries(
         stmt = stmt.where(webhook_deliveries.c.status == status)
     if subscriber is not None:
         stmt = stmt.where(webhook_deliveries.c.subscriber == subscriber)
-    if before_id is not None:
-        stmt = stmt.where(webhook_deliveries.c.id < before_id)
-    stmt = stmt.order_by(webhook_deliveries.c.id.desc()).limit(limit)
+    stmt = _PAGES.paginate(stmt, cursor, limit)
     async with db.read() as conn:
-        return [_delivery(r._mapping) for r in await conn.execute(stmt)]
+        rows = list(await conn.execute(stmt))
+    return _PAGES.page(rows, limit).map(lambda r: _delivery(r._mapping))
 
 
 async def get_delivery(db: Database, delivery_id: int) -> dict[str, Any]:
@@ -145,7 +133,7 @@ async def redeliver(db: Database, delivery_id: int, *, now: datetime | None = No
     while the subscriber is disabled (:class:`SubscriberDisabled`). The message keeps its
     ``webhook-id``, so a receiver that already has it can drop the copy.
     """
-    stamp = now or datetime.now(UTC)
+    stamp = now or utcnow()
     async with db.write() as conn:
         row = (
             await conn.execute(
@@ -231,5 +219,5 @@ async def enable_subscriber(
         await conn.execute(
             update(webhook_subscriber_state)
             .where(webhook_subscriber_state.c.name == name)
-            .values(disabled_at=None, disabled_reason=None, updated_at=datetime.now(UTC))
+            .values(disabled_at=None, disabled_reason=None, updated_at=utcnow())
         )

@@ -26,7 +26,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Final
 
 import structlog
@@ -35,10 +35,11 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from tillbridge.errors import ConfigError, NotSent, OutcomeUnknown
+from tillbridge.errors import ConfigError, NotSent, OutcomeUnknown, PermanentFailure, RetryLater
 from tillbridge.outbound import CallClass, parse_retry_after
 from tillbridge.outbound.hub import OutboundHub
-from tillbridge.queue import JobContext, PermanentFailure, RetryLater, RetryPolicy
+from tillbridge.queue import JobContext
+from tillbridge.retry import RetryPolicy
 from tillbridge.store.db import Database
 from tillbridge.webhooks_out import signing
 from tillbridge.webhooks_out.events import Subscription, disabled_subscribers
@@ -274,7 +275,3 @@ async def disable_subscriber(
         where=table.c.disabled_at.is_(None),
     )
     await conn.execute(stmt)
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)

@@ -20,22 +20,21 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, Final
 
 from sqlalchemy import insert, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from tillbridge.clock import Clock, utcnow
 from tillbridge.config import SecretRef
 from tillbridge.domain.payments import Payment
 from tillbridge.domain.states import PaymentState
 from tillbridge.domain.views import iso_utc, payment_dict
 from tillbridge.errors import ConfigError
 from tillbridge.queue import enqueue
+from tillbridge.store.sql import insert_or_ignore
 from tillbridge.webhooks_out.tables import (
     PENDING,
     SKIPPED,
@@ -97,6 +96,12 @@ def event_type_for(payment: Payment, previous: PaymentState | None) -> str | Non
     return _STATE_EVENTS.get(payment.state)
 
 
+# Built once, executed with a parameter dict (this runs in every payment state change).
+_INSERT_EVENT: Final = insert_or_ignore(
+    webhook_events, index_elements=[webhook_events.c.source_key], returning=[webhook_events.c.id]
+)
+
+
 def new_event_id() -> str:
     # No dots or spaces: the id is part of the signed content "{id}.{timestamp}.{body}".
     return "msg_" + secrets.token_hex(12)
@@ -109,7 +114,7 @@ class EventPublisher:
         self,
         subscriptions: Mapping[str, Subscription],
         *,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        clock: Clock = utcnow,
     ) -> None:
         self.subscriptions = dict(subscriptions)
         self.clock = clock
@@ -140,13 +145,8 @@ class EventPublisher:
             "body": body,
             "created_at": now,
         }
-        ins: Any = (
-            pg_insert(webhook_events)
-            if conn.dialect.name == "postgresql"
-            else sqlite_insert(webhook_events)
-        )
-        stmt = ins.values(values).on_conflict_do_nothing(index_elements=["source_key"])
-        if (await conn.execute(stmt.returning(webhook_events.c.id))).scalar_one_or_none() is None:
+        inserted = await conn.execute(_INSERT_EVENT.on(conn), values)
+        if inserted.scalar_one_or_none() is None:
             return  # this change was published already
         disabled = await disabled_subscribers(conn, [s.name for s in matching])
         for sub in matching:

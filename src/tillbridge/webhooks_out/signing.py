@@ -11,8 +11,9 @@ bridge-to-bridge deliveries with it:
 - receivers reject timestamps more than ``tolerance`` seconds (default 300) away from now, in
   either direction.
 
-Verification failures raise :class:`SignatureRejected`: its message is the same for every cause
-(safe to show to the sender), while ``reason`` says exactly what failed, for our own logs.
+Verification failures raise :class:`~tillbridge.errors.SignatureRejected`: its message is the
+same for every cause (safe to show to the sender), while ``reason`` says exactly what failed, for
+our own logs.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from tillbridge.errors import ConfigError, SignatureError, ValidationError
+from tillbridge.errors import ConfigError, SignatureRejected, ValidationError
 
 SECRET_PREFIX: Final = "whsec_"  # noqa: S105 (a format prefix, not a secret)
 DEFAULT_TOLERANCE: Final = 300
@@ -36,18 +37,6 @@ MAX_SECRET_BYTES: Final = 64
 ID_HEADER: Final = "webhook-id"
 TIMESTAMP_HEADER: Final = "webhook-timestamp"
 SIGNATURE_HEADER: Final = "webhook-signature"
-
-_PUBLIC_MESSAGE: Final = "webhook signature verification failed"
-
-
-class SignatureRejected(SignatureError):
-    """The webhook signature or its timestamp did not verify."""
-
-    def __init__(self, reason: str) -> None:
-        # ``reason`` is internal (logs, metrics); it stays out of ``details`` so the API's
-        # problem+json rendering never tells a forger which check it passed.
-        super().__init__(_PUBLIC_MESSAGE)
-        self.reason = reason
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -153,3 +154,36 @@ async def test_bad_query_parameters_are_422_problems(api: Api) -> None:
         assert problem["errors"][0]["in"] == "query"
     r = await api.client.get("/v1/payments?cursor=not-a-cursor", headers=api.headers())
     assert_problem(r, 422, "invalid_cursor")
+
+
+def _cursor_of(values: Any) -> str:
+    """A payments cursor as the bridge spells one, with any values (to forge bad ones)."""
+    return base64.urlsafe_b64encode(json.dumps(values).encode()).decode().rstrip("=")
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        ["2026-01-01T00:00:00", "pay_x"],  # naive: the timestamp column refuses it (was a 500)
+        ["2026-01-01T00:00:00+00:00", "pay\u0000x"],  # NUL: PostgreSQL text refuses it
+        ["0001-01-01T00:00:00+01:00", "pay_x"],  # before year 1 once moved to UTC
+        ["yesterday", "pay_x"],
+        [1767225600, "pay_x"],  # a timestamp must be ISO 8601
+        ["2026-01-01T00:00:00+00:00", 42],  # payment ids are strings
+        ["2026-01-01T00:00:00+00:00"],  # wrong shape
+        [2**63],
+    ],
+)
+async def test_a_forged_payments_cursor_is_invalid_cursor_never_a_500(
+    api: Api, values: Any
+) -> None:
+    r = await api.client.get(
+        "/v1/payments", params={"cursor": _cursor_of(values)}, headers=api.headers()
+    )
+    assert_problem(r, 422, "invalid_cursor")
+
+
+async def test_a_well_formed_payments_cursor_from_elsewhere_is_just_a_position(api: Api) -> None:
+    far = _cursor_of(["2999-01-01T00:00:00+02:00", "pay_zzz"])
+    r = await api.client.get("/v1/payments", params={"cursor": far}, headers=api.headers())
+    assert r.status_code == 200 and r.json()["next_cursor"] is None

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import text
 
 from tillbridge.audit import AuditEntry, purge, purge_job, query, record
-from tillbridge.errors import ConfigError
+from tillbridge.errors import ConfigError, InvalidCursor
 from tillbridge.observability.redaction import MARKER, Redactor
 from tillbridge.store.db import Database
 
@@ -71,7 +71,7 @@ async def test_record_and_query(db: Database) -> None:
     assert second > first
 
     async with db.read() as conn:
-        history = await query(conn, subject_type="payment", subject_id="pay_1")
+        history = (await query(conn, subject_type="payment", subject_id="pay_1")).items
         assert [e.id for e in history] == [second, first]  # newest first
         assert history[1] == AuditEntry(
             id=first,
@@ -85,20 +85,24 @@ async def test_record_and_query(db: Database) -> None:
         )
         assert history[0].payload is None
         assert history[0].occurred_at.tzinfo is not None
-        assert [e.action for e in await query(conn, action="apikey.created")] == ["apikey.created"]
-        assert len(await query(conn)) == 3
-        assert len(await query(conn, since=NOW + timedelta(seconds=1))) == 1
+        created = (await query(conn, action="apikey.created")).items
+        assert [e.action for e in created] == ["apikey.created"]
+        assert len((await query(conn)).items) == 3
+        assert len((await query(conn, since=NOW + timedelta(seconds=1))).items) == 1
         assert history[1].to_dict()["occurred_at"] == "2026-11-30T12:00:00+00:00"
 
 
-async def test_query_pages_with_before_id(db: Database) -> None:
+async def test_query_pages_with_a_cursor(db: Database) -> None:
     ids = await _add(db, 7, subject_type="payment", subject_id="pay_p")
     async with db.read() as conn:
         page1 = await query(conn, subject_id="pay_p", limit=3)
-        page2 = await query(conn, subject_id="pay_p", limit=3, before_id=page1[-1].id)
-        page3 = await query(conn, subject_id="pay_p", limit=3, before_id=page2[-1].id)
-        assert [e.id for e in page1 + page2 + page3] == sorted(ids, reverse=True)
-        assert len(await query(conn, limit=0)) == 1  # clamped to at least one
+        page2 = await query(conn, subject_id="pay_p", limit=3, cursor=page1.next_cursor)
+        page3 = await query(conn, subject_id="pay_p", limit=3, cursor=page2.next_cursor)
+        assert [e.id for e in page1.items + page2.items + page3.items] == sorted(ids, reverse=True)
+        assert page3.next_cursor is None  # the last page says so
+        assert len((await query(conn, limit=0)).items) == 1  # clamped to at least one
+        with pytest.raises(InvalidCursor):
+            await query(conn, cursor="not-a-cursor")
 
 
 async def test_payload_is_redacted_in_the_stored_row(db: Database) -> None:
@@ -150,7 +154,7 @@ async def test_payload_is_made_json_safe(db: Database) -> None:
     }
     [entry_id] = await _add(db, payload=payload)
     async with db.read() as conn:
-        [entry] = await query(conn)
+        [entry] = (await query(conn)).items
     assert entry.id == entry_id
     assert entry.payload == {
         "amount": "12.50",
@@ -165,7 +169,7 @@ async def test_oversized_payload_is_stored_as_a_redacted_preview(db: Database) -
     big = {"blob": "x" * 70_000, "card": "4111111111111111"}
     await _add(db, payload=big)
     async with db.read() as conn:
-        [entry] = await query(conn)
+        [entry] = (await query(conn)).items
     assert entry.payload["truncated"] is True
     assert entry.payload["original_chars"] > 70_000
     assert len(entry.payload["preview"]) <= 4096
@@ -187,7 +191,7 @@ async def test_timestamps_are_stored_as_utc(db: Database) -> None:
     berlin = timezone(timedelta(hours=1))
     await _add(db, occurred_at=datetime(2026, 11, 30, 13, 0, tzinfo=berlin))
     async with db.read() as conn:
-        [entry] = await query(conn, since=NOW)
+        [entry] = (await query(conn, since=NOW)).items
     assert entry.occurred_at == NOW
     assert entry.occurred_at.utcoffset() == timedelta(0)
 
@@ -219,7 +223,7 @@ async def test_purge_removes_only_older_entries_and_counts(db: Database) -> None
     async with db.write() as conn:
         assert await purge(conn, cutoff) == 4
     async with db.read() as conn:
-        left = {e.subject_id for e in await query(conn)}
+        left = {e.subject_id for e in (await query(conn)).items}
     assert left == {"edge", "new"}
     async with db.write() as conn:
         assert await purge(conn, cutoff) == 0
@@ -244,7 +248,7 @@ async def test_purge_job_applies_the_retention_boundary(db: Database) -> None:
     assert await purge_job(db, 400, NOW, batch_size=2) == 3
 
     async with db.read() as conn:
-        entries = await query(conn)
+        entries = (await query(conn)).items
     assert {e.subject_id for e in entries} == {"boundary", "kept", None}
     [purged] = [e for e in entries if e.action == "audit.purged"]
     assert purged.actor == "system"

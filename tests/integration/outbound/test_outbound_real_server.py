@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -20,11 +21,11 @@ from tillbridge.erp.xentral.writeback import InvoicePaymentStatus, XentralWriteb
 from tillbridge.errors import CircuitOpen, NotSent, OutcomeUnknown
 from tillbridge.money import Money
 from tillbridge.outbound import (
+    HTTP_RETRY,
     BreakerConfig,
     BreakerRegistry,
     CallClass,
     OutboundClient,
-    RetryPolicy,
 )
 from tillbridge.simulators.xentral import XentralSimState, create_app
 
@@ -92,7 +93,7 @@ async def test_xentral_writeback_over_a_real_socket(servers: Any) -> None:
 async def test_connection_refused_is_not_sent_and_trips_the_breaker(servers: Any) -> None:
     breakers = BreakerRegistry(BreakerConfig(failure_threshold=2, open_seconds=60))
     base = f"http://127.0.0.1:{servers.refused_port()}"
-    async with client(base, breakers=breakers, retry=RetryPolicy(max_attempts=1)) as c:
+    async with client(base, breakers=breakers, retry=replace(HTTP_RETRY, max_attempts=1)) as c:
         for _ in range(2):
             with pytest.raises(NotSent) as info:
                 await c.request("POST", "/pay", call_class="money", json={"amount": "1.00"})

@@ -157,7 +157,7 @@ async def test_operator_resolves_unknown_and_it_is_audited(db: Database) -> None
     with pytest.raises(IllegalTransition):
         await svc.resolve(pid, outcome="failed", reason="again", actor="operator:ann")
     async with db.read() as conn:
-        entries = await query(conn, subject_type="payment", subject_id=pid)
+        entries = (await query(conn, subject_type="payment", subject_id=pid)).items
     actions = [e.action if hasattr(e, "action") else e["action"] for e in entries]
     assert "payment.resolved" in actions
 

@@ -68,9 +68,9 @@ def test_list_pages_and_speaks_json(cli: CliRunner, db_url: str) -> None:
     ids = seed(db_url)
     first = json.loads(cli.invoke(jobs_app, ["list", "--json", "--limit", "2"]).stdout)
     assert [j["id"] for j in first["items"]] == [ids[2], ids[1]]
-    before = str(first["next_before_id"])
-    rest = json.loads(cli.invoke(jobs_app, ["list", "--json", "--before", before]).stdout)
-    assert [j["id"] for j in rest["items"]] == [ids[0]] and rest["next_before_id"] is None
+    cursor = str(first["next_cursor"])
+    rest = json.loads(cli.invoke(jobs_app, ["list", "--json", "--cursor", cursor]).stdout)
+    assert [j["id"] for j in rest["items"]] == [ids[0]] and rest["next_cursor"] is None
 
 
 def test_show_prints_payload_and_timestamps(cli: CliRunner, db_url: str) -> None:
@@ -111,3 +111,12 @@ def test_unknown_job_bad_filter_and_unreachable_database(
     down = cli.invoke(jobs_app, ["list"])
     assert down.exit_code == EXIT_UNAVAILABLE, down.output
     assert "not reachable" in down.stderr
+
+
+def test_a_bad_cursor_is_a_one_line_usage_error(cli: CliRunner, db_url: str) -> None:
+    seed(db_url)
+    for cursor in ("not-a-cursor", "WzkyMjMzNzIwMzY4NTQ3NzU4MDhd"):  # the second: [2**63]
+        bad = cli.invoke(jobs_app, ["list", "--cursor", cursor])
+        assert bad.exit_code == EXIT_USAGE, bad.output
+        assert bad.stderr.startswith("error: ") and bad.stderr.count("\n") == 1
+        assert "cursor" in bad.stderr and "Traceback" not in bad.output

@@ -227,7 +227,7 @@ async def test_handler_signals_retry_later_and_permanent_failure(db: Database, c
     p = await get_job(db, perm)
     assert (p.status, p.attempts) == ("dead", 1)
     assert p.last_error is not None and p.last_error["message"] == "unknown merchant account"
-    assert p.last_error["type"] == "tillbridge.queue.errors.PermanentFailure"
+    assert p.last_error["type"] == "tillbridge.errors.PermanentFailure"
 
     clock.advance(120)
     await make_worker(db, reg, clock).run_until_idle()

@@ -258,10 +258,10 @@ async def test_operators_list_show_cancel_and_retry(db: Database, clock: Any) ->
         ]
     page = await list_jobs(db, limit=2)
     assert [j.id for j in page.items] == [ids[4], ids[3]]
-    page2 = await list_jobs(db, limit=2, before_id=page.next_before_id)
+    page2 = await list_jobs(db, limit=2, cursor=page.next_cursor)
     assert [j.id for j in page2.items] == [ids[2], ids[1]]
-    last = await list_jobs(db, limit=2, before_id=page2.next_before_id)
-    assert [j.id for j in last.items] == [ids[0]] and last.next_before_id is None
+    last = await list_jobs(db, limit=2, cursor=page2.next_cursor)
+    assert [j.id for j in last.items] == [ids[0]] and last.next_cursor is None
     assert [j.id for j in (await list_jobs(db, key="k1")).items] == [ids[3], ids[1]]
 
     await cancel_job(db, ids[0], now=clock())

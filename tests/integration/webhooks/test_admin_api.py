@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import json
+
 import pytest
 from wh_support import Bridge
 
@@ -82,3 +85,59 @@ async def test_openapi_documents_the_new_routes(bridge: Bridge) -> None:
 async def test_wrong_method_on_the_intake_is_405(bridge: Bridge) -> None:
     r = await bridge.client.get("/webhooks/xentral/xpos")
     assert r.status_code == 405 and "POST" in r.headers["allow"]
+
+
+def _cursor_of(values: list[object]) -> str:
+    """A cursor as the bridge spells one, with any values (to forge bad ones)."""
+    return base64.urlsafe_b64encode(json.dumps(values).encode()).decode().rstrip("=")
+
+
+async def test_the_inbox_pages_with_cursor_and_next_cursor(bridge: Bridge) -> None:
+    ids = [(await bridge.send_sale(document_number=str(n))).json()["id"] for n in range(3)]
+    h = bridge.admin()
+    first = (await bridge.client.get("/v1/webhooks/inbox?limit=2", headers=h)).json()
+    assert [i["id"] for i in first["data"]] == [ids[2], ids[1]]
+    assert first["next_cursor"] and "next_before_id" not in first
+    rest = await bridge.client.get(
+        "/v1/webhooks/inbox", params={"limit": 2, "cursor": first["next_cursor"]}, headers=h
+    )
+    assert rest.status_code == 200
+    assert [i["id"] for i in rest.json()["data"]] == [ids[0]]
+    assert rest.json()["next_cursor"] is None  # the last page says so
+    exact = (await bridge.client.get("/v1/webhooks/inbox?limit=3", headers=h)).json()
+    assert len(exact["data"]) == 3 and exact["next_cursor"] is None  # no empty extra page
+
+
+@pytest.mark.parametrize(
+    "cursor",
+    [
+        "not-a-cursor",  # not base64 of JSON
+        "",  # empty
+        "A" * 501,  # longer than any cursor the bridge makes
+        _cursor_of([2**63]),  # beyond BIGINT: the SQLite driver used to raise OverflowError
+        _cursor_of([-(2**63) - 1]),
+        _cursor_of([True]),  # a bool is not an id
+        _cursor_of([1.5]),
+        _cursor_of(["12"]),
+        _cursor_of([1, 2]),  # wrong shape
+        _cursor_of({"id": 1}),  # type: ignore[arg-type]
+    ],
+)
+async def test_a_bad_cursor_is_422_invalid_cursor_on_every_listing(
+    bridge: Bridge, cursor: str
+) -> None:
+    for path in ("/v1/webhooks/inbox", "/v1/webhooks/deliveries"):
+        r = await bridge.client.get(path, params={"cursor": cursor}, headers=bridge.admin())
+        assert r.status_code == 422, (path, r.text)
+        assert r.headers["content-type"] == "application/problem+json"
+        assert r.json()["code"] == "invalid_cursor"
+
+
+async def test_the_largest_id_is_a_valid_cursor(bridge: Bridge) -> None:
+    await bridge.send_sale(document_number="1")
+    largest = {"cursor": _cursor_of([2**63 - 1])}
+    h = bridge.admin()
+    inbox = await bridge.client.get("/v1/webhooks/inbox", params=largest, headers=h)
+    assert inbox.status_code == 200 and len(inbox.json()["data"]) == 1  # every id is below it
+    out = await bridge.client.get("/v1/webhooks/deliveries", params=largest, headers=h)
+    assert out.status_code == 200 and out.json()["data"] == []  # no subscribers here

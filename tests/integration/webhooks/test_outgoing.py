@@ -268,3 +268,20 @@ async def test_exchanges_are_audited_with_card_data_redacted(s: Setup) -> None:
     assert "4111111111111111" not in text and "411111******1111" in text
     assert all(e["payload"]["request_headers"]["webhook-signature"] for e in exchanges)
     assert "v1," not in text  # signatures are redacted in the audit log too
+
+
+async def test_the_delivery_log_pages_with_cursor_and_next_cursor(s: Setup) -> None:
+    b = s.bridge
+    await b.send_sale("12.34", document_number="2001")
+    await b.work()
+    ids = sorted((d["id"] for d in await deliveries(b)), reverse=True)
+    assert len(ids) == 2  # one per subscriber
+    first = (await b.client.get("/v1/webhooks/deliveries?limit=1", headers=b.admin())).json()
+    assert [d["id"] for d in first["data"]] == ids[:1] and first["next_cursor"]
+    rest = await b.client.get(
+        "/v1/webhooks/deliveries",
+        params={"limit": 1, "cursor": first["next_cursor"]},
+        headers=b.admin(),
+    )
+    assert [d["id"] for d in rest.json()["data"]] == ids[1:]
+    assert rest.json()["next_cursor"] is None

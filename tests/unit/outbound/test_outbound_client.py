@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from datetime import UTC, datetime
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from typing import Any
 
@@ -15,6 +16,8 @@ from prometheus_client import CollectorRegistry
 
 from tillbridge.errors import CircuitOpen, ConfigError, NotSent, OutcomeUnknown
 from tillbridge.outbound import (
+    HTTP_RETRY,
+    NO_RETRY,
     AccountRateLimit,
     BreakerConfig,
     BreakerRegistry,
@@ -22,7 +25,6 @@ from tillbridge.outbound import (
     ExchangeRecord,
     OutboundClient,
     RateLimited,
-    RetryPolicy,
     still_processing_statuses,
 )
 
@@ -89,7 +91,7 @@ async def test_attempts_are_bounded_and_last_answer_returned(
     make_client: MakeClient, script: Any, r: R
 ) -> None:
     s = script(r(502))
-    async with make_client(s, retry=RetryPolicy(max_attempts=4)) as client:
+    async with make_client(s, retry=replace(HTTP_RETRY, max_attempts=4)) as client:
         response = await client.request("GET", "/x")
     assert response.status_code == 502
     assert s.calls == 4
@@ -99,7 +101,7 @@ async def test_total_time_budget_stops_retrying(
     make_client: MakeClient, script: Any, r: R, fake_time: Any
 ) -> None:
     s = script(r(503, **{"retry-after": "4"}))
-    policy = RetryPolicy(max_attempts=10, max_total=10.0)
+    policy = replace(HTTP_RETRY, max_attempts=10, max_total=timedelta(seconds=10))
     async with make_client(s, retry=policy) as client:
         response = await client.request("GET", "/x")
     assert response.status_code == 503
@@ -144,7 +146,9 @@ async def test_unusable_retry_after_falls_back_to_backoff(
     make_client: MakeClient, script: Any, r: R, fake_time: Any
 ) -> None:
     s = script(r(429, **{"retry-after": "later"}), r(200))
-    async with make_client(s, retry=RetryPolicy(base_delay=1.0, max_delay=1.0)) as client:
+    one_second = timedelta(seconds=1)
+    policy = replace(HTTP_RETRY, base_delay=one_second, max_delay=one_second)
+    async with make_client(s, retry=policy) as client:
         assert (await client.request("GET", "/x")).status_code == 200
     assert len(fake_time.sleeps) == 1 and 0.0 <= fake_time.sleeps[0] <= 1.0
 
@@ -224,14 +228,14 @@ async def test_read_is_retried_after_timeout_then_unknown_when_exhausted(
 async def test_unknown_then_not_sent_is_still_unknown(make_client: MakeClient, script: Any) -> None:
     # The first attempt may have captured; the connect error of the second changes nothing.
     s = script(httpx2.ReadTimeout, httpx2.ConnectError)
-    async with make_client(s, retry=RetryPolicy(max_attempts=2)) as client:
+    async with make_client(s, retry=replace(HTTP_RETRY, max_attempts=2)) as client:
         with pytest.raises(OutcomeUnknown):
             await client.request("POST", "/capture", idempotent=True, json={})
 
 
 async def test_evidence_keeps_the_last_answer(make_client: MakeClient, script: Any, r: R) -> None:
     s = script(r(503, **{"x-request-id": "req-9"}), httpx2.ReadTimeout)
-    async with make_client(s, retry=RetryPolicy(max_attempts=2)) as client:
+    async with make_client(s, retry=replace(HTTP_RETRY, max_attempts=2)) as client:
         with pytest.raises(OutcomeUnknown) as info:
             await client.request("GET", "/x")
     assert info.value.details["status"] == 503
@@ -272,7 +276,7 @@ async def test_breaker_opens_fails_fast_and_recovers(
         registry=CollectorRegistry(),
     )
     s = script(httpx2.ConnectError, httpx2.ConnectError, httpx2.ConnectError, r(200))
-    async with make_client(s, breakers=breakers, retry=RetryPolicy(max_attempts=1)) as client:
+    async with make_client(s, breakers=breakers, retry=NO_RETRY) as client:
         for _ in range(3):
             with pytest.raises(NotSent):
                 await client.request("GET", "/x", group="payments")
@@ -383,7 +387,7 @@ async def test_cancelled_probe_frees_the_half_open_slot(
         BreakerConfig(failure_threshold=1, open_seconds=5), clock=fake_time.monotonic
     )
     s = script(httpx2.ConnectError, asyncio.CancelledError, r(200))
-    async with make_client(s, breakers=breakers, retry=RetryPolicy(max_attempts=1)) as client:
+    async with make_client(s, breakers=breakers, retry=NO_RETRY) as client:
         with pytest.raises(NotSent):
             await client.request("GET", "/x")
         fake_time.advance(5)

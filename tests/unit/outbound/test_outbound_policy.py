@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import random
+from dataclasses import replace
+from datetime import timedelta
 
 import pytest
 from hypothesis import given
@@ -10,6 +12,7 @@ from hypothesis import strategies as st
 
 from tillbridge.errors import ConfigError
 from tillbridge.outbound.policy import (
+    HTTP_RETRY,
     CallClass,
     RetryPolicy,
     backoff_delay,
@@ -58,7 +61,7 @@ def test_parse_retry_after(value: str | None, expected: float | None) -> None:
 
 @given(attempt=st.integers(min_value=1, max_value=60), seed=st.integers(0, 2**32))
 def test_backoff_is_full_jitter_and_capped(attempt: int, seed: int) -> None:
-    policy = RetryPolicy(base_delay=0.5, max_delay=4.0)
+    policy = replace(HTTP_RETRY, base_delay=timedelta(seconds=0.5), max_delay=timedelta(seconds=4))
     delay = backoff_delay(attempt, policy, random.Random(seed))
     assert 0.0 <= delay <= min(4.0, 0.5 * 2 ** (attempt - 1))
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 import pytest
 
 from tillbridge.erp.xentral.verifier import XentralVerifier
-from tillbridge.errors import ConfigError, NotFound
+from tillbridge.errors import ConfigError, NotFound, SignatureRejected
 from tillbridge.inbound.verifiers import (
-    SignatureRejected,
     StandardWebhooksVerifier,
     VerifiedEvent,
     VerifierRegistry,

@@ -11,9 +11,8 @@ import standardwebhooks
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tillbridge.errors import ConfigError, SignatureError, ValidationError
+from tillbridge.errors import ConfigError, SignatureError, SignatureRejected, ValidationError
 from tillbridge.webhooks_out import signing
-from tillbridge.webhooks_out.signing import SignatureRejected
 
 # Published test vector of the Standard Webhooks reference library (gateways.md section 6, #6).
 VECTOR_KEY = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tillbridge.erp.xentral.verifier import XentralVerifier, xentral_signature
-from tillbridge.inbound.verifiers import SignatureRejected
+from tillbridge.errors import SignatureRejected
 from tillbridge.money import Money
 from tillbridge.simulators import xentral as sim
 

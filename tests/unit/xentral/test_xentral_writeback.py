@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import date
 from typing import Any
 
@@ -12,14 +13,20 @@ import pytest
 
 from tillbridge.erp.xentral.writeback import (
     InvoicePaymentStatus,
-    XentralUnavailable,
     XentralWriteback,
     invoice_payment_patch,
     sales_order_approval_patch,
 )
-from tillbridge.errors import AuthError, ConfigError, Forbidden, NotFound, ValidationError
+from tillbridge.errors import (
+    AuthError,
+    ConfigError,
+    Forbidden,
+    NotFound,
+    ValidationError,
+    XentralUnavailable,
+)
 from tillbridge.money import Money
-from tillbridge.outbound import ExchangeRecord, OutboundClient, RetryPolicy
+from tillbridge.outbound import HTTP_RETRY, ExchangeRecord, OutboundClient
 from tillbridge.simulators.xentral import XentralSimState, create_app
 
 pytestmark = pytest.mark.anyio
@@ -59,7 +66,7 @@ async def client(
         account="xentral:demo",
         base_url="https://demo.xentral.biz",
         transport=httpx2.ASGITransport(app=create_app(state)),
-        retry=RetryPolicy(max_attempts=3),
+        retry=replace(HTTP_RETRY, max_attempts=3),
         audit=audit,
         sleep=sleeps,
         rng=random.Random(0),

@@ -10,14 +10,9 @@ import anyio
 import pytest
 
 from tillbridge.connectors.terminals.zvt.apdu import Apdu
-from tillbridge.connectors.terminals.zvt.link import (
-    AckMissing,
-    FrameRejected,
-    LinkClosed,
-    LinkTimeout,
-)
 from tillbridge.connectors.terminals.zvt.serial import SerialLink
 from tillbridge.connectors.terminals.zvt.serial_frame import encode_frame
+from tillbridge.errors import AckMissing, FrameRejected, LinkClosed, LinkTimeout
 
 pytestmark = pytest.mark.anyio
 

@@ -9,11 +9,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
 from sqlalchemy import Table, bindparam, func, insert, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import Label
@@ -29,6 +27,7 @@ from tillbridge.domain.states import PaymentState
 from tillbridge.errors import NotFound
 from tillbridge.payments.contract import ConnectorResult
 from tillbridge.store import payments_repo as repo
+from tillbridge.store.sql import insert_or_ignore
 from tillbridge.store.tables import operations, payments
 
 
@@ -195,14 +194,13 @@ class TerminalState:
     needs_probe: bool = True
 
 
+_ENSURE_STATE: Final = insert_or_ignore(terminal_state)
+
+
 async def ensure_state(conn: AsyncConnection, terminal: str, now: datetime) -> None:
     """Create the terminal's state row if missing (idempotent, no failing statement)."""
     values = {"terminal": terminal, "needs_probe": True, "updated_at": now}
-    if conn.dialect.name == "postgresql":
-        stmt = pg_insert(terminal_state).values(values).on_conflict_do_nothing()
-    else:
-        stmt = sqlite_insert(terminal_state).values(values).on_conflict_do_nothing()  # type: ignore[assignment]
-    await conn.execute(stmt)
+    await conn.execute(_ENSURE_STATE.on(conn), values)
 
 
 def _state_from_row(r: Mapping[Any, Any]) -> TerminalState:

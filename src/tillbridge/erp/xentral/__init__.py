@@ -13,12 +13,8 @@ from tillbridge.erp.xentral.mapping import (
     parse_event,
     parse_event_bytes,
 )
-from tillbridge.erp.xentral.writeback import (
-    InvoicePaymentStatus,
-    WritebackResult,
-    XentralUnavailable,
-    XentralWriteback,
-)
+from tillbridge.erp.xentral.writeback import InvoicePaymentStatus, WritebackResult, XentralWriteback
+from tillbridge.errors import XentralUnavailable
 
 __all__ = [
     "CARD_PAYMENT_EVENTS",

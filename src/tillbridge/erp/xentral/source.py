@@ -50,12 +50,12 @@ from tillbridge.erp.xentral.mapping import (
     parse_event_bytes,
 )
 from tillbridge.erp.xentral.tables import xentral_pos_payments
-from tillbridge.errors import ValidationError
+from tillbridge.errors import PermanentFailure, ValidationError
 from tillbridge.inbound import inbox
 from tillbridge.inbound.inbox import InboxItem
 from tillbridge.inbound.tables import DUPLICATE, IGNORED, INVALID, PROCESSED, RECORDED
 from tillbridge.payments.engine import NewPayment, PaymentEngine
-from tillbridge.queue import JobContext, PermanentFailure
+from tillbridge.queue import JobContext
 
 log = structlog.get_logger("tillbridge.xentral")
 

@@ -33,15 +33,19 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from tillbridge.audit.log import record as audit_record
 from tillbridge.domain.payments import Payment
 from tillbridge.domain.states import PaymentState
-from tillbridge.erp.xentral.writeback import (
-    InvoicePaymentStatus,
+from tillbridge.erp.xentral.writeback import InvoicePaymentStatus, XentralWriteback
+from tillbridge.errors import (
+    BridgeError,
+    ConfigError,
+    PermanentFailure,
+    RetryLater,
+    TransportError,
     XentralUnavailable,
-    XentralWriteback,
 )
-from tillbridge.errors import BridgeError, ConfigError, TransportError
 from tillbridge.money import Money
 from tillbridge.outbound import OutboundHub, parse_retry_after
-from tillbridge.queue import JobContext, PermanentFailure, RetryLater, RetryPolicy, enqueue
+from tillbridge.queue import JobContext, enqueue
+from tillbridge.retry import RetryPolicy
 from tillbridge.store import payments_repo
 from tillbridge.store.db import Database
 

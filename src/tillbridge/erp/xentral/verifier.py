@@ -12,11 +12,10 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Final
 
-from tillbridge.errors import ConfigError
+from tillbridge.errors import ConfigError, SignatureRejected
 from tillbridge.inbound.verifiers import VerifiedEvent
 from tillbridge.webhooks_out.signing import (
     DEFAULT_TOLERANCE,
-    SignatureRejected,
     check_window,
     header_value,
     parse_timestamp,

@@ -33,21 +33,14 @@ from tillbridge.errors import (
     ConfigError,
     Forbidden,
     NotFound,
-    TransportError,
     ValidationError,
+    XentralUnavailable,
 )
 from tillbridge.money import Money
 from tillbridge.outbound.client import OutboundClient
 
 _ID_RE: Final = re.compile(r"^[0-9]{1,18}$")
 GROUP: Final = "xentral-writeback"
-
-
-class XentralUnavailable(TransportError):
-    """Xentral answered 429 or 5xx after the in-process retries; retry the write-back later."""
-
-    code = "xentral_unavailable"
-    http_status = 503
 
 
 class InvoicePaymentStatus(StrEnum):

@@ -17,7 +17,7 @@ from tillbridge.connectors.terminals.zvt import apdu as A
 from tillbridge.connectors.terminals.zvt import codes
 from tillbridge.connectors.terminals.zvt import commands as C
 from tillbridge.connectors.terminals.zvt.apdu import Apdu, ack, nack
-from tillbridge.connectors.terminals.zvt.link import LinkTimeout, ZvtLink
+from tillbridge.connectors.terminals.zvt.link import ZvtLink
 from tillbridge.connectors.terminals.zvt.messages import (
     LAST_LINE_ATTRIBUTE,
     RECEIPT_ADMIN,
@@ -31,7 +31,7 @@ from tillbridge.connectors.terminals.zvt.messages import (
     TextBlock,
 )
 from tillbridge.connectors.terminals.zvt.tlv import Tlv
-from tillbridge.errors import ProtocolError, TransportError
+from tillbridge.errors import LinkTimeout, ProtocolError, TransportError
 
 from .knobs import AmountRule, SimulatorKnobs
 from .receipts import receipt_lines

@@ -22,7 +22,7 @@ from tillbridge.connectors.terminals.zvt import codes
 from tillbridge.connectors.terminals.zvt.apdu import Apdu, ack, nack
 from tillbridge.connectors.terminals.zvt.commands import AbortCommand
 from tillbridge.connectors.terminals.zvt.config import ZvtConfig
-from tillbridge.connectors.terminals.zvt.link import LinkTimeout, ZvtLink
+from tillbridge.connectors.terminals.zvt.link import ZvtLink
 from tillbridge.connectors.terminals.zvt.messages import (
     RECEIPT_CUSTOMER,
     AbortMessage,
@@ -32,7 +32,7 @@ from tillbridge.connectors.terminals.zvt.messages import (
     StatusInformation,
     TextBlock,
 )
-from tillbridge.errors import BridgeError, NotSent, ProtocolError, TransportError
+from tillbridge.errors import BridgeError, LinkTimeout, NotSent, ProtocolError, TransportError
 from tillbridge.payments.contract import ConnectorEvent, EventCallback, EventKind, ReceiptSide
 
 log = logging.getLogger(__name__)

@@ -1,8 +1,9 @@
-"""The ZVT link interface, its errors, and an in-memory pair for tests.
+"""The ZVT link interface and an in-memory pair for tests.
 
 A link moves whole APDUs between the ECR and the PT. TCP and serial implementations live in
 :mod:`.tcp` and :mod:`.serial`; both sides of a conversation (client and simulator) use the same
-classes. Link errors say *what* failed; whether that makes a transaction ``not_sent`` or
+classes. Link errors (``LinkClosed``, ``LinkTimeout``, ``FrameRejected``, ``AckMissing``, all in
+:mod:`tillbridge.errors`) say *what* failed; whether that makes a transaction ``not_sent`` or
 ``unknown`` is decided by the flow, which knows whether the command had already gone out.
 """
 
@@ -13,31 +14,7 @@ from collections.abc import Awaitable, Callable
 from typing import Protocol, runtime_checkable
 
 from tillbridge.connectors.terminals.zvt.apdu import Apdu
-from tillbridge.errors import NotSent, TransportError
-
-
-class LinkClosed(TransportError):
-    """The terminal link is closed or broke."""
-
-    code = "zvt_link_closed"
-
-
-class LinkTimeout(TransportError):
-    """No message arrived from the peer within the timer."""
-
-    code = "zvt_link_timeout"
-
-
-class FrameRejected(NotSent):
-    """The peer refused the serial frame with NAK on every attempt: it did not take it."""
-
-    code = "zvt_frame_rejected"
-
-
-class AckMissing(TransportError):
-    """The peer never acknowledged the serial frame: it may or may not have taken it."""
-
-    code = "zvt_ack_missing"
+from tillbridge.errors import LinkClosed, LinkTimeout
 
 
 @runtime_checkable
@@ -45,13 +22,13 @@ class ZvtLink(Protocol):
     """Moves APDUs. One reader and one writer at a time; ``close`` is idempotent."""
 
     async def send_apdu(self, apdu: Apdu) -> None:
-        """Send one APDU. Raises :class:`LinkClosed` (or, on serial, :class:`FrameRejected` /
-        :class:`AckMissing`) when it could not be delivered."""
+        """Send one APDU. Raises :class:`~tillbridge.errors.LinkClosed` (or, on serial,
+        ``FrameRejected`` / ``AckMissing``) when it could not be delivered."""
         ...
 
     async def recv_apdu(self, timeout: float | None) -> Apdu:  # noqa: ASYNC109 - protocol timer
-        """The next APDU from the peer. Raises :class:`LinkTimeout` after ``timeout`` seconds,
-        :class:`LinkClosed` when the peer is gone, :class:`~tillbridge.errors.ProtocolError`
+        """The next APDU from the peer. Raises ``LinkTimeout`` after ``timeout`` seconds,
+        ``LinkClosed`` when the peer is gone, :class:`~tillbridge.errors.ProtocolError`
         when the bytes are not ZVT. Cancel-safe: a cancelled call loses no data."""
         ...
 

@@ -17,10 +17,9 @@ from __future__ import annotations
 
 from tillbridge.connectors.terminals.zvt import codes
 from tillbridge.connectors.terminals.zvt.flow import FlowRecord, Phase, ReceiptBook
-from tillbridge.connectors.terminals.zvt.link import LinkTimeout
 from tillbridge.connectors.terminals.zvt.messages import StatusInformation
 from tillbridge.domain.states import OperationKind, Outcome
-from tillbridge.errors import MoneyError
+from tillbridge.errors import LinkTimeout, MoneyError
 from tillbridge.money import Money
 from tillbridge.payments.contract import ConnectorResult, ReceiptSide
 

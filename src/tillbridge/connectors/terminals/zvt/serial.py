@@ -18,12 +18,6 @@ from dataclasses import dataclass
 from typing import Final
 
 from tillbridge.connectors.terminals.zvt.apdu import Apdu
-from tillbridge.connectors.terminals.zvt.link import (
-    AckMissing,
-    FrameRejected,
-    LinkClosed,
-    LinkTimeout,
-)
 from tillbridge.connectors.terminals.zvt.serial_frame import (
     ACK_BYTE,
     NAK_BYTE,
@@ -31,7 +25,7 @@ from tillbridge.connectors.terminals.zvt.serial_frame import (
     FrameDecoder,
     encode_frame,
 )
-from tillbridge.errors import NotSent
+from tillbridge.errors import AckMissing, FrameRejected, LinkClosed, LinkTimeout, NotSent
 
 T1: Final = 0.2
 T2: Final = 5.0

@@ -11,8 +11,7 @@ import contextlib
 from typing import Final
 
 from tillbridge.connectors.terminals.zvt.apdu import Apdu, ApduReader
-from tillbridge.connectors.terminals.zvt.link import LinkClosed, LinkTimeout
-from tillbridge.errors import NotSent, ProtocolError
+from tillbridge.errors import LinkClosed, LinkTimeout, NotSent, ProtocolError
 
 DEFAULT_PORT: Final = 20007
 _READ_SIZE: Final = 65536
