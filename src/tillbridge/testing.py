@@ -33,8 +33,10 @@ class FakeClock:
 
     ``frozen`` (the default): time stands still until :meth:`advance`. With ``frozen=False`` it
     runs with the real time, shifted by everything :meth:`advance` added (a start timeout can
-    pass in an instant while the worker's real-time polling still works). ``wall`` and
-    ``monotonic`` are the same time as unix seconds, for components that take those.
+    pass in an instant while the worker's real-time polling still works). ``wall`` (alias
+    ``time``) and ``monotonic`` are the same clock as seconds, for components that take those;
+    :meth:`sleep` is an ``asyncio.sleep`` stand-in that advances the clock instead of waiting
+    and records each delay in ``sleeps``.
     """
 
     def __init__(
@@ -44,6 +46,7 @@ class FakeClock:
         self.offset = ahead or timedelta(0)
         self.start = (start or datetime.now(UTC)).replace(microsecond=0)
         self._mono = 1000.0
+        self.sleeps: list[float] = []
 
     @property
     def now(self) -> datetime:
@@ -62,8 +65,14 @@ class FakeClock:
     def wall(self) -> float:
         return self.now.timestamp()
 
+    time = wall
+
     def monotonic(self) -> float:
         return self._mono
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.advance(seconds)
 
 
 def make_runtime(

@@ -5,9 +5,10 @@ from __future__ import annotations
 import hashlib
 
 import pytest
-from api_harness import VALID_BODY, Api, assert_problem, client_for, make_runtime
 from sqlalchemy import select
 
+from support.api import VALID_BODY, Api, assert_problem, client_for
+from tillbridge import testing
 from tillbridge.api import create_app
 from tillbridge.errors import AuthError, NotFound, ValidationError
 from tillbridge.services import apikeys
@@ -116,7 +117,7 @@ async def test_wrong_scope_is_403(api: Api) -> None:
 async def test_revoked_key_is_rejected_once_the_cache_expires(db_url: str) -> None:
     """With the cache off, revocation applies to the next request; with it on, within its TTL
     (here: at once in this process, through ``invalidate``)."""
-    runtime = make_runtime(db_url)
+    runtime = testing.make_runtime(db_url)
     async with runtime.db.write() as conn:
         record, token = await apikeys.create_key(conn, "pos", ["payments:read"])
     headers = {"Authorization": f"Bearer {token}"}

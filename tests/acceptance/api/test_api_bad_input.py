@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from api_harness import VALID_BODY, Api, assert_problem
 
+from support.api import VALID_BODY, Api, assert_problem
 from tillbridge.money import MAX_MINOR
 
 pytestmark = pytest.mark.anyio

@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from api_harness import VALID_BODY, Api, assert_problem
 from sqlalchemy import select
 
+from support.api import VALID_BODY, Api, assert_problem
 from tillbridge.api.schemas import PaymentCreate
 from tillbridge.errors import IdempotencyInProgress
 from tillbridge.services import idempotency

@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from api_harness import VALID_BODY, Api, assert_problem
 
+from support.api import VALID_BODY, Api, assert_problem
 from tillbridge.store import payments_repo
 
 pytestmark = pytest.mark.anyio

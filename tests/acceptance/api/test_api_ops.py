@@ -7,8 +7,9 @@ import re
 from pathlib import Path
 
 import pytest
-from api_harness import Api, assert_problem, client_for, make_runtime
 
+from support.api import Api, assert_problem, client_for
+from tillbridge import testing
 from tillbridge.api import create_app
 from tillbridge.store.migrate import upgrade
 
@@ -28,7 +29,7 @@ async def test_health_and_readiness_without_migrations(api: Api) -> None:
 async def test_ready_once_migrated(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'migrated.db'}"
     upgrade(url)
-    runtime = make_runtime(url)
+    runtime = testing.make_runtime(url)
     async with client_for(create_app(runtime)) as client:
         r = await client.get("/readyz")
     await runtime.close()

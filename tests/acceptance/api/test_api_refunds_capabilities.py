@@ -11,8 +11,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from api_harness import Api, client_for, count, make_keys
 
+from support.api import Api, client_for, count, make_keys
 from tillbridge import testing
 from tillbridge.api import create_app
 from tillbridge.app.jobs import build_registry

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import httpx2
 import pytest
-from api_harness import VALID_BODY, assert_problem, client_for, count, make_keys, make_runtime
 from sqlalchemy.engine import make_url
 
+from support.api import VALID_BODY, assert_problem, client_for, count, make_keys
+from tillbridge import testing
 from tillbridge.api import create_app
 from tillbridge.store.db import Database
 from tillbridge.store.tables import idempotency_keys, payments
@@ -42,7 +43,7 @@ async def assert_503_everywhere(api_client: httpx2.AsyncClient, runtime_url: str
 @pytest.mark.postgres
 async def test_postgres_on_a_closed_port_is_503() -> None:
     url = f"postgresql://postgres@127.0.0.1:{closed_port()}/nowhere"
-    runtime = make_runtime(url)
+    runtime = testing.make_runtime(url)
     async with client_for(create_app(runtime)) as client:
         await assert_503_everywhere(client, url)
     await runtime.close()
@@ -52,7 +53,7 @@ async def test_sqlite_file_that_cannot_be_opened_is_503(tmp_path: Path) -> None:
     where = tmp_path / "a-directory.db"
     where.mkdir()  # a directory where the database file should be: cannot be opened, even as root
     url = f"sqlite:///{where}"
-    runtime = make_runtime(url)
+    runtime = testing.make_runtime(url)
     async with client_for(create_app(runtime)) as client:
         await assert_503_everywhere(client, url)
     await runtime.close()
@@ -99,7 +100,7 @@ async def test_database_lost_mid_life_is_503_and_nothing_written(db_url: str) ->
     proxy = CuttableProxy(real.host or "127.0.0.1", real.port or 5432)
     port = await proxy.start()
     via_proxy = real.set(port=port, host="127.0.0.1").render_as_string(hide_password=False)
-    runtime = make_runtime(via_proxy)
+    runtime = testing.make_runtime(via_proxy)
     tokens, _ = await make_keys(runtime.db)
     app = create_app(runtime, auth_cache_ttl_s=3600)
     headers = {"Authorization": f"Bearer {tokens['writer']}"}

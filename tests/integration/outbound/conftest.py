@@ -13,7 +13,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
-from local_http import listening_socket, serve_asgi
+
+from support.local_http import listening_socket, serve_asgi
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 

@@ -2,25 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-
 import pytest
 
-
-class FakeClock:
-    """A clock that only moves when told to. Starts at the real time so SQLite/PG agree."""
-
-    def __init__(self) -> None:
-        self.now = datetime.now(UTC).replace(microsecond=0)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float = 0, **kw: float) -> datetime:
-        self.now += timedelta(seconds=seconds, **kw)
-        return self.now
+from tillbridge.testing import FakeClock
 
 
 @pytest.fixture
 def clock() -> FakeClock:
+    """Stands still until a test moves it; starts at the real time so SQLite and PG agree."""
     return FakeClock()

@@ -1,7 +1,7 @@
 """Fixtures for the outbound client tests: a scripted MockTransport and a fake clock.
 
-No test here sleeps for real: the client gets ``FakeTime.sleep``, which only advances the fake
-clocks and records the requested delay.
+No test here sleeps for real: the client gets ``FakeClock.sleep``, which only advances the fake
+clock and records the requested delay.
 """
 
 from __future__ import annotations
@@ -14,28 +14,7 @@ import httpx2
 import pytest
 
 from tillbridge.outbound import OutboundClient
-
-
-class FakeTime:
-    def __init__(self) -> None:
-        self.now = 1000.0  # monotonic
-        self.wall = 1_750_000_000.0  # unix seconds
-        self.sleeps: list[float] = []
-
-    def monotonic(self) -> float:
-        return self.now
-
-    def time(self) -> float:
-        return self.wall
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-        self.wall += seconds
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.advance(seconds)
-
+from tillbridge.testing import FakeClock
 
 Step = httpx2.Response | type[Exception] | Callable[[httpx2.Request], httpx2.Response]
 
@@ -70,12 +49,12 @@ class Script:
 
 
 @pytest.fixture
-def fake_time() -> FakeTime:
-    return FakeTime()
+def fake_time() -> FakeClock:
+    return FakeClock()
 
 
 @pytest.fixture
-def make_client(fake_time: FakeTime) -> Iterator[Callable[..., OutboundClient]]:
+def make_client(fake_time: FakeClock) -> Iterator[Callable[..., OutboundClient]]:
     def build(script: Script, **kwargs: Any) -> OutboundClient:
         kwargs.setdefault("account", "acme:eu")
         kwargs.setdefault("base_url", "https://api.provider.test")

@@ -12,14 +12,15 @@ from tillbridge.outbound.breaker import (
     BreakerState,
     CircuitBreaker,
 )
+from tillbridge.testing import FakeClock
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
+def at(clock: FakeClock, seconds: float) -> None:
+    """Move ``clock`` to ``seconds`` after the start of the test."""
+    clock.advance(seconds - (clock.monotonic() - START))
 
-    def __call__(self) -> float:
-        return self.now
+
+START = FakeClock().monotonic()
 
 
 def state(breaker: CircuitBreaker) -> BreakerState:
@@ -33,14 +34,17 @@ def fail(breaker: CircuitBreaker, times: int) -> None:
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
+def clock() -> FakeClock:
+    return FakeClock()
 
 
 @pytest.fixture
-def breaker(clock: Clock) -> CircuitBreaker:
+def breaker(clock: FakeClock) -> CircuitBreaker:
     return CircuitBreaker(
-        "acme", "payments", BreakerConfig(failure_threshold=3, open_seconds=30), clock=clock
+        "acme",
+        "payments",
+        BreakerConfig(failure_threshold=3, open_seconds=30),
+        clock=clock.monotonic,
     )
 
 
@@ -66,9 +70,9 @@ def test_open_breaker_fails_fast_as_not_sent(breaker: CircuitBreaker) -> None:
     assert info.value.details == {"account": "acme", "group": "payments"}
 
 
-def test_half_open_allows_exactly_one_probe(breaker: CircuitBreaker, clock: Clock) -> None:
+def test_half_open_allows_exactly_one_probe(breaker: CircuitBreaker, clock: FakeClock) -> None:
     fail(breaker, 3)
-    clock.now = 30.0
+    at(clock, 30.0)
     assert state(breaker) is BreakerState.HALF_OPEN
     probe = breaker.acquire()
     with pytest.raises(CircuitOpen):
@@ -78,21 +82,21 @@ def test_half_open_allows_exactly_one_probe(breaker: CircuitBreaker, clock: Cloc
     breaker.acquire().success()
 
 
-def test_failed_probe_reopens_with_a_fresh_wait(breaker: CircuitBreaker, clock: Clock) -> None:
+def test_failed_probe_reopens_with_a_fresh_wait(breaker: CircuitBreaker, clock: FakeClock) -> None:
     fail(breaker, 3)
-    clock.now = 31.0
+    at(clock, 31.0)
     breaker.acquire().failure()
     assert state(breaker) is BreakerState.OPEN
-    clock.now = 60.0  # 29 s after the re-open: still waiting
+    at(clock, 60.0)  # 29 s after the re-open: still waiting
     with pytest.raises(CircuitOpen):
         breaker.acquire()
-    clock.now = 61.0
+    at(clock, 61.0)
     assert state(breaker) is BreakerState.HALF_OPEN
 
 
-def test_released_probe_lets_the_next_call_probe(breaker: CircuitBreaker, clock: Clock) -> None:
+def test_released_probe_lets_the_next_call_probe(breaker: CircuitBreaker, clock: FakeClock) -> None:
     fail(breaker, 3)
-    clock.now = 30.0
+    at(clock, 30.0)
     breaker.acquire().release()  # e.g. cancelled or refused by the rate limiter
     probe = breaker.acquire()
     probe.success()
@@ -100,7 +104,7 @@ def test_released_probe_lets_the_next_call_probe(breaker: CircuitBreaker, clock:
 
 
 def test_late_answers_from_before_the_opening_decide_nothing(
-    breaker: CircuitBreaker, clock: Clock
+    breaker: CircuitBreaker, clock: FakeClock
 ) -> None:
     early = breaker.acquire()  # permitted while closed
     fail(breaker, 3)
@@ -123,11 +127,11 @@ def test_config_is_validated() -> None:
         BreakerConfig(open_seconds=0)
 
 
-def test_registry_keys_snapshot_and_gauge(clock: Clock) -> None:
+def test_registry_keys_snapshot_and_gauge(clock: FakeClock) -> None:
     metrics = CollectorRegistry()
     registry = BreakerRegistry(
         BreakerConfig(failure_threshold=2, open_seconds=10),
-        clock=clock,
+        clock=clock.monotonic,
         registry=metrics,
         overrides={"refunds": BreakerConfig(failure_threshold=5, open_seconds=10)},
     )
@@ -144,7 +148,7 @@ def test_registry_keys_snapshot_and_gauge(clock: Clock) -> None:
 
     assert gauge("payments") == 1.0
     assert gauge("refunds") == 0.0
-    clock.now = 4.0
+    at(clock, 4.0)
     snap = [s.as_dict() for s in registry.snapshot()]
     assert snap == [
         {
@@ -162,7 +166,7 @@ def test_registry_keys_snapshot_and_gauge(clock: Clock) -> None:
             "retry_in_seconds": None,
         },
     ]
-    clock.now = 10.0
+    at(clock, 10.0)
     registry.snapshot()
     assert gauge("payments") == 2.0  # half-open once the wait is over
 

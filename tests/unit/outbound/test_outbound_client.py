@@ -1,5 +1,5 @@
 """OutboundClient against MockTransport: retries only when safe, outcome classification,
-Retry-After, breaker, rate limit and the audit hook. No real sleeps: FakeTime.sleep records."""
+Retry-After, breaker, rate limit and the audit hook. No real sleeps: FakeClock.sleep records."""
 
 from __future__ import annotations
 
@@ -124,7 +124,7 @@ async def test_retry_after_seconds_is_honoured(
 async def test_retry_after_http_date_is_honoured(
     make_client: MakeClient, script: Any, r: R, fake_time: Any
 ) -> None:
-    when = datetime.fromtimestamp(fake_time.wall + 12, tz=UTC)
+    when = datetime.fromtimestamp(fake_time.wall() + 12, tz=UTC)
     s = script(r(503, **{"retry-after": format_datetime(when, usegmt=True)}), r(200))
     async with make_client(s) as client:
         assert (await client.request("GET", "/x")).status_code == 200
