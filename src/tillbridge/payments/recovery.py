@@ -142,6 +142,8 @@ class Recovery:
             jobs.operation_payload(snap.p.id, snap.op.id, snap.p.connector),
             key=fam.job_key(snap.p.connector, snap.p.id),
             run_after=self.e.clock() + delay,
+            # One follow-up per question: a job rerun after a lost completion asks no extra one.
+            dedupe_key=f"{jobs.RECOVER_JOB}:{snap.op.id}:{asked}",
         )
 
     async def _ask(self, lease: Lease, req: OperationRequest) -> ConnectorResult:
