@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
+import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine
@@ -35,3 +38,70 @@ def test_upgrade_twice_is_a_noop(empty_db_url: str) -> None:
     first = upgrade(empty_db_url)
     second = upgrade(empty_db_url)
     assert first == second
+
+
+@pytest.mark.parametrize("empty_db_url", ENGINES, indirect=True)
+def test_0003_fills_in_the_charge_key_of_existing_links(empty_db_url: str) -> None:
+    """History that already holds a double charge (the bug) must not fail the upgrade: the
+    oldest link that may have moved money holds the key; the others keep NULL."""
+    upgrade(empty_db_url, "0002")
+    engine = create_engine(sync_url(empty_db_url))
+    now = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    pay = sa.table("payments", *_columns(_PAYMENT_COLUMNS))
+    ops = sa.table("operations", *_columns(_OPERATION_COLUMNS))
+    links = sa.table("xentral_pos_payments", *_columns(_LINK_COLUMNS))
+    history = [  # payment, state, kind, amount, document
+        ("pay_declined", "declined", "purchase", 1234, "40009001"),
+        ("pay_first", "captured", "purchase", 1234, "40009001"),
+        ("pay_double", "captured", "purchase", 1234, "40009001"),
+        ("pay_refund", "refunded", "refund", 1234, "40009001"),
+    ]
+    with engine.begin() as conn:
+        for i, (pid, state, kind, amount, doc) in enumerate(history, start=1):
+            conn.execute(pay.insert().values(
+                id=pid, amount_minor=amount, currency="EUR", reference=f"invoice:{doc}",
+                connector="lane-term", state=state, captured_minor=0, refunded_minor=0,
+                pending_refund_minor=0, metadata={}, version=0, created_at=now, updated_at=now,
+            ))  # fmt: skip
+            conn.execute(ops.insert().values(
+                id=f"op_{i}", payment_id=pid, kind=kind, amount_minor=amount, currency="EUR",
+                echo_id=str(i), detail={}, created_at=now, updated_at=now,
+            ))  # fmt: skip
+            conn.execute(links.insert().values(
+                inbox_id=i, payment_id=pid, account="xpos", register="lane1", guid=None,
+                document_type="invoice", document_number=doc, created_at=now,
+            ))  # fmt: skip
+    upgrade(empty_db_url)
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.text("SELECT payment_id, operation, amount_minor, currency, charge_key "
+                    "FROM xentral_pos_payments ORDER BY id")
+        ).all()  # fmt: skip
+    engine.dispose()
+    key = "lane1/purchase/invoice:40009001/1234 EUR"
+    assert [tuple(r) for r in rows] == [
+        ("pay_declined", "purchase", 1234, "EUR", None),
+        ("pay_first", "purchase", 1234, "EUR", key),
+        ("pay_double", "purchase", 1234, "EUR", None),
+        ("pay_refund", "refund", 1234, "EUR", "lane1/refund/invoice:40009001/1234 EUR"),
+    ]
+
+
+_PAYMENT_COLUMNS = (
+    "id", "amount_minor", "currency", "reference", "connector", "state", "captured_minor",
+    "refunded_minor", "pending_refund_minor", "metadata", "version", "created_at", "updated_at",
+)  # fmt: skip
+_OPERATION_COLUMNS = (
+    "id", "payment_id", "kind", "amount_minor", "currency", "echo_id", "detail", "created_at",
+    "updated_at",
+)  # fmt: skip
+_LINK_COLUMNS = (
+    "inbox_id", "payment_id", "account", "register", "guid", "document_type", "document_number",
+    "created_at",
+)  # fmt: skip
+
+
+def _columns(names: tuple[str, ...]) -> list[sa.ColumnClause[object]]:
+    typed = {"metadata": sa.JSON(), "detail": sa.JSON(), "created_at": sa.DateTime(True),
+             "updated_at": sa.DateTime(True)}  # fmt: skip
+    return [sa.column(n, typed.get(n)) for n in names]
