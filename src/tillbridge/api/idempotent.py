@@ -4,7 +4,8 @@ Every route that moves money answers the same way, in this order, before any tra
 
 =====  ==================================  ==================================================
 400    ``idempotency_key_missing``         no ``Idempotency-Key`` header
-400    ``idempotency_key_invalid``         not 1 to 255 printable ASCII characters
+400    ``idempotency_key_invalid``         not 1 to 255 printable ASCII characters, or a card
+                                           number in it (keys are stored)
 401    ``missing_api_key`` ...             (the route's auth dependency, before the body)
 403    ``forbidden``                       the key lacks the write scope
 415    ``unsupported_media_type``          a ``Content-Type`` that is not JSON
@@ -34,6 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.responses import Response
 
 from tillbridge.api.problems import field_errors, problem_response, validation_response
+from tillbridge.observability.cards import has_card_data
 from tillbridge.services.apikeys import ApiKey
 from tillbridge.services.idempotency import (
     IdempotencyScope,
@@ -110,6 +112,13 @@ async def idempotent_create(
             400,
             "idempotency_key_invalid",
             "The Idempotency-Key header must be 1 to 255 printable ASCII characters.",
+        )
+    if has_card_data(idempotency_key):
+        return problem_response(
+            400,
+            "idempotency_key_invalid",
+            "The Idempotency-Key header looks like it holds a card number; keys are stored, "
+            "card numbers never are: use an order or register reference instead.",
         )
     if not is_json_media(request.headers.get("content-type")):
         return problem_response(415, "unsupported_media_type", "Send the body as application/json.")

@@ -5,6 +5,11 @@ Input models are strict: unknown fields are rejected (a typo must not be silentl
 refused: minor units are never fractional and no conversion is guessed), ``currency`` is an
 upper-case ISO 4217 code the bridge can pay in.
 
+Free-text fields (``reference``, ``metadata`` keys and values, a refund's ``reason``, terminal
+input ``text``) refuse card data: a PAN-shaped value (a Luhn-valid run of 13 to 19 digits) or
+track data is a 422 whose field error has type ``card_data`` and says why (DESIGN 2.6: no card
+data at rest beyond a masked PAN; the terminal or the provider reads the card, never the API).
+
 Responses are rendered by :func:`payment_json` straight to bytes (the stored idempotent
 response must be byte-identical on replay); the pydantic response models exist for OpenAPI.
 """
@@ -17,12 +22,14 @@ from typing import Annotated, Any, Final
 
 from fastapi import Query
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue, StrictInt, StrictStr
+from pydantic_core import PydanticCustomError
 
 from tillbridge.domain.payments import Payment, Refund
 from tillbridge.domain.states import Outcome
 from tillbridge.domain.views import iso_utc as iso_utc  # re-exported for routers
 from tillbridge.domain.views import payment_dict as payment_dict
 from tillbridge.money import MAX_MINOR, is_currency
+from tillbridge.observability.cards import has_card_data
 
 #: Limits of ``metadata``: it is a label bag for the merchant, not a document store.
 METADATA_MAX_KEYS: Final = 50
@@ -37,9 +44,40 @@ def _currency(value: str) -> str:
     return value
 
 
+#: The message of a refused card number (the field error's type is ``card_data``).
+CARD_DATA_MESSAGE: Final = (
+    "looks like a card number (a Luhn-valid run of 13 to 19 digits) or card track data; "
+    "never send card data to the bridge: the terminal or the provider reads the card"
+)
+
+
+def _card_data_error() -> PydanticCustomError:
+    return PydanticCustomError("card_data", CARD_DATA_MESSAGE)
+
+
+def _scalar_has_card_data(value: Any) -> bool:
+    if isinstance(value, str):
+        return has_card_data(value)
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e20:
+        value = int(value)
+    return isinstance(value, int) and has_card_data(str(abs(value)))
+
+
+def _has_card_data_anywhere(value: Any) -> bool:
+    if isinstance(value, dict):
+        return any(has_card_data(k) or _has_card_data_anywhere(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_card_data_anywhere(v) for v in value)
+    return _scalar_has_card_data(value)
+
+
 def _printable(value: str) -> str:
     if not value.isprintable():
         raise ValueError("must not contain control characters")
+    if has_card_data(value):
+        raise _card_data_error()
     return value
 
 
@@ -65,6 +103,8 @@ def _metadata(value: dict[str, JsonValue]) -> dict[str, JsonValue]:
         raise ValueError(f"at most {METADATA_MAX_BYTES} bytes as compact JSON")
     if _depth(value) > METADATA_MAX_DEPTH:
         raise ValueError(f"nested at most {METADATA_MAX_DEPTH} levels deep")
+    if _has_card_data_anywhere(value):
+        raise _card_data_error()
     return value
 
 
