@@ -20,7 +20,7 @@ import json
 from datetime import datetime
 from typing import Annotated, Any, Final
 
-from fastapi import Query
+from fastapi import Path, Query
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue, StrictInt, StrictStr
 from pydantic_core import PydanticCustomError
 
@@ -30,6 +30,7 @@ from tillbridge.domain.views import iso_utc as iso_utc  # re-exported for router
 from tillbridge.domain.views import payment_dict as payment_dict
 from tillbridge.money import MAX_MINOR, is_currency
 from tillbridge.observability.cards import has_card_data
+from tillbridge.store.types import MAX_ROW_ID
 
 #: Limits of ``metadata``: it is a label bag for the merchant, not a document store.
 METADATA_MAX_KEYS: Final = 50
@@ -183,6 +184,11 @@ class RefundOut(BaseModel):
 
 class RefundList(BaseModel):
     data: list[RefundOut]
+
+
+#: A row id in a path (inbox entries, deliveries): 1 to the largest BIGINT, so a larger one is
+#: a 422 from validation, never an overflow in the database driver.
+RowIdPath = Annotated[int, Path(ge=1, le=MAX_ROW_ID)]
 
 
 #: The ``cursor`` query parameter of every listing (keyset pages, :mod:`tillbridge.store.keyset`).

@@ -45,6 +45,7 @@ from tillbridge.payments.engine import NewPayment
 from tillbridge.services.apikeys import SCOPE_READ, SCOPE_WRITE, ApiKey
 from tillbridge.services.idempotency import StoredResponse
 from tillbridge.store import payments_repo
+from tillbridge.store.types import MAX_ROW_ID
 
 router = APIRouter(tags=["terminals"])
 
@@ -151,7 +152,9 @@ async def payment_events(
     payment_id: PaymentId,
     _key: Reader,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
-    after: Annotated[int | None, Query(ge=0, description="Replay events after this id")] = None,
+    after: Annotated[
+        int | None, Query(ge=0, le=MAX_ROW_ID, description="Replay events after this id")
+    ] = None,
 ) -> Response:
     """``id:`` is the event id: reconnect with ``Last-Event-ID`` to resume without gaps."""
     rt = runtime_of(request)
@@ -159,6 +162,17 @@ async def payment_events(
     start = after or 0
     if last_event_id is not None and last_event_id.strip().isdigit():
         start = int(last_event_id.strip())
+        if start > MAX_ROW_ID:  # not an id this bridge sent; the driver could not bind it
+            return validation_response(
+                [
+                    {
+                        "in": "header",
+                        "field": "Last-Event-ID",
+                        "message": f"Input should be less than or equal to {MAX_ROW_ID}",
+                        "type": "less_than_equal",
+                    }
+                ]
+            )
     return StreamingResponse(
         rt.terminals.events.stream(payment_id, start),
         media_type="text/event-stream",

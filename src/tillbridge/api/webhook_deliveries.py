@@ -15,7 +15,7 @@ from starlette.responses import Response
 
 from tillbridge.api.auth import require_scope
 from tillbridge.api.problems import problem_doc
-from tillbridge.api.schemas import CursorParam, dumps
+from tillbridge.api.schemas import CursorParam, RowIdPath, dumps
 from tillbridge.app.runtime import Runtime
 from tillbridge.services.apikeys import SCOPE_ADMIN, ApiKey
 from tillbridge.webhooks_out import admin
@@ -56,9 +56,7 @@ async def list_deliveries(
     summary="One delivery with its attempt log",
     responses=problem_doc(404),
 )
-async def show_delivery(
-    request: Request, _key: Admin, delivery_id: Annotated[int, Path(ge=1)]
-) -> Response:
+async def show_delivery(request: Request, _key: Admin, delivery_id: RowIdPath) -> Response:
     return Response(dumps(await admin.get_delivery(_rt(request).db, delivery_id)), media_type=JSON)
 
 
@@ -68,9 +66,7 @@ async def show_delivery(
     summary="Send a delivery again (same webhook-id, fresh schedule)",
     responses=problem_doc(404, 409),
 )
-async def redeliver(
-    request: Request, _key: Admin, delivery_id: Annotated[int, Path(ge=1)]
-) -> Response:
+async def redeliver(request: Request, _key: Admin, delivery_id: RowIdPath) -> Response:
     job_id = await admin.redeliver(_rt(request).db, delivery_id)
     body = dumps({"id": delivery_id, "status": "pending", "job_id": job_id})
     return Response(body, status_code=202, media_type=JSON)

@@ -29,7 +29,7 @@ from starlette.responses import Response
 
 from tillbridge.api.auth import require_scope
 from tillbridge.api.problems import problem_doc, problem_response
-from tillbridge.api.schemas import CursorParam, dumps
+from tillbridge.api.schemas import CursorParam, RowIdPath, dumps
 from tillbridge.app.runtime import Runtime
 from tillbridge.errors import (
     EmptyBody,
@@ -163,9 +163,7 @@ async def list_inbox(
 @admin_router.get(
     "/{inbox_id}", summary="One inbox entry with its processing job", responses=problem_doc(404)
 )
-async def show_inbox(
-    request: Request, _key: Admin, inbox_id: Annotated[int, Path(ge=1)]
-) -> Response:
+async def show_inbox(request: Request, _key: Admin, inbox_id: RowIdPath) -> Response:
     rt = _rt(request)
     return Response(dumps(await admin.show_inbox(rt.db, inbox_id, rt.redactor)), media_type=JSON)
 
@@ -176,9 +174,7 @@ async def show_inbox(
     summary="Process a stored event again (idempotent per event)",
     responses=problem_doc(404, 409),
 )
-async def replay_inbox(
-    request: Request, _key: Admin, inbox_id: Annotated[int, Path(ge=1)]
-) -> Response:
+async def replay_inbox(request: Request, _key: Admin, inbox_id: RowIdPath) -> Response:
     job_id = await admin.replay(_rt(request).db, inbox_id)
     body = dumps({"id": inbox_id, "status": "queued", "job_id": job_id})
     return Response(body, status_code=202, media_type=JSON)

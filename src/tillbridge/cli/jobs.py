@@ -27,12 +27,16 @@ from tillbridge.errors import BridgeError, JobNotFound, JobStateError, StoreErro
 from tillbridge.queue import JobDetail, JobPage, cancel_job, get_job, list_jobs, retry_job
 from tillbridge.settings import load_settings
 from tillbridge.store.db import Database
+from tillbridge.store.types import MAX_ROW_ID
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_NOT_FOUND = 3
 EXIT_REFUSED = 4
 EXIT_UNAVAILABLE = 5
+
+#: A job id: 1 to the largest BIGINT (a larger one is a usage error, not a driver overflow).
+JobId = Annotated[int, typer.Argument(metavar="ID", min=1, max=MAX_ROW_ID)]
 
 jobs_app = typer.Typer(name="jobs", help="Inspect and act on durable jobs.", no_args_is_help=True)
 
@@ -186,7 +190,7 @@ def list_command(
 
 @jobs_app.command("show")
 def show_command(
-    job_id: Annotated[int, typer.Argument(metavar="ID")],
+    job_id: JobId,
     as_json: Annotated[bool, typer.Option("--json", help="JSON output.")] = False,
 ) -> None:
     """Show one job: payload, attempts, errors, timestamps."""
@@ -198,14 +202,14 @@ def show_command(
 
 
 @jobs_app.command("retry")
-def retry_command(job_id: Annotated[int, typer.Argument(metavar="ID")]) -> None:
+def retry_command(job_id: JobId) -> None:
     """Run a dead or cancelled job again, now, with fresh attempts."""
     _call(lambda db: retry_job(db, job_id))
     print(f"job {job_id} queued again")
 
 
 @jobs_app.command("cancel")
-def cancel_command(job_id: Annotated[int, typer.Argument(metavar="ID")]) -> None:
+def cancel_command(job_id: JobId) -> None:
     """Cancel a job that has not run yet or is waiting for a retry."""
     _call(lambda db: cancel_job(db, job_id))
     print(f"job {job_id} cancelled")

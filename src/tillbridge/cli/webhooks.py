@@ -25,6 +25,7 @@ from rich.table import Table
 from tillbridge.errors import BridgeError, NotFound, QueueError, StoreError, ValidationError
 from tillbridge.inbound import admin as inbox_admin
 from tillbridge.store.keyset import Page
+from tillbridge.store.types import MAX_ROW_ID
 from tillbridge.webhooks_out import admin as out_admin
 
 webhooks_app = typer.Typer(
@@ -36,6 +37,8 @@ _out = Console(soft_wrap=True)
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON")]
 Limit = Annotated[int, typer.Option(min=1, max=500, help="rows per page")]
+#: An inbox entry or delivery id: 1 to the largest BIGINT.
+RowId = Annotated[int, typer.Argument(metavar="ID", min=1, max=MAX_ROW_ID)]
 Cursor = Annotated[
     str | None, typer.Option("--cursor", help="next page: the cursor printed after the last one")
 ]
@@ -118,7 +121,7 @@ def list_cmd(
 
 
 @webhooks_app.command("show")
-def show_cmd(inbox_id: int, as_json: JsonOpt = False) -> None:
+def show_cmd(inbox_id: RowId, as_json: JsonOpt = False) -> None:
     """Show one received webhook: body, headers, verification, result, processing job."""
     item = _call(lambda rt: inbox_admin.show_inbox(rt.db, inbox_id, rt.redactor))
     if as_json:
@@ -140,7 +143,7 @@ def show_cmd(inbox_id: int, as_json: JsonOpt = False) -> None:
 
 
 @webhooks_app.command("replay")
-def replay_cmd(inbox_id: int) -> None:
+def replay_cmd(inbox_id: RowId) -> None:
     """Process a stored webhook again (creates nothing twice; for dead or invalid ones)."""
     job_id = _call(lambda rt: inbox_admin.replay(rt.db, inbox_id))
     _out.print(f"inbox entry {inbox_id} queued again (job {job_id})")
@@ -168,7 +171,7 @@ def deliveries_cmd(
 
 
 @webhooks_app.command("delivery")
-def delivery_cmd(delivery_id: int, as_json: JsonOpt = False) -> None:
+def delivery_cmd(delivery_id: RowId, as_json: JsonOpt = False) -> None:
     """Show one delivery with every attempt (status, duration, error)."""
     d = _call(lambda rt: out_admin.get_delivery(rt.db, delivery_id))
     if as_json:
@@ -183,7 +186,7 @@ def delivery_cmd(delivery_id: int, as_json: JsonOpt = False) -> None:
 
 
 @webhooks_app.command("redeliver")
-def redeliver_cmd(delivery_id: int) -> None:
+def redeliver_cmd(delivery_id: RowId) -> None:
     """Send a delivery again (same webhook-id; the retry schedule starts over)."""
     job_id = _call(lambda rt: out_admin.redeliver(rt.db, delivery_id))
     _out.print(f"delivery {delivery_id} queued again (job {job_id})")

@@ -120,3 +120,10 @@ def test_a_bad_cursor_is_a_one_line_usage_error(cli: CliRunner, db_url: str) -> 
         assert bad.exit_code == EXIT_USAGE, bad.output
         assert bad.stderr.startswith("error: ") and bad.stderr.count("\n") == 1
         assert "cursor" in bad.stderr and "Traceback" not in bad.output
+
+
+@pytest.mark.parametrize("command", ["show", "retry", "cancel"])
+def test_an_id_beyond_a_bigint_is_a_usage_error(cli: CliRunner, command: str) -> None:
+    result = cli.invoke(jobs_app, [command, str(2**63)])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "9223372036854775807" in result.output  # the range it takes
