@@ -10,6 +10,7 @@ Every route that moves money answers the same way, in this order, before any tra
 403    ``forbidden``                       the key lacks the write scope
 415    ``unsupported_media_type``          a ``Content-Type`` that is not JSON
 400    ``malformed_json``                  the body is not JSON
+400    ``duplicate_json_key``              an object names a member twice (which one counts?)
 422    ``validation_error``                fields invalid (per-field ``errors``)
 422    route checks                        unknown connector, capability, amount rules
 409    ``idempotency_key_in_progress``     the first request with this key still runs
@@ -34,6 +35,7 @@ from pydantic import ValidationError as PydanticValidationError
 from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.responses import Response
 
+from tillbridge import strictjson
 from tillbridge.api.problems import field_errors, problem_response, validation_response
 from tillbridge.observability.cards import has_card_data
 from tillbridge.services.apikeys import ApiKey
@@ -75,6 +77,30 @@ def is_json_media(content_type: str | None) -> bool:
         return True  # lenient: a client that sends JSON without saying so still works
     media = content_type.split(";", 1)[0].strip().lower()
     return media == JSON or (media.startswith("application/") and media.endswith("+json"))
+
+
+async def validated_body(request: Request, model: type[M]) -> M | Response:
+    """The request's JSON body validated as ``model``, or the problem to answer: 415 for a
+    media type that is not JSON, 400 for a body that is not JSON or names a member twice
+    (``{"amount": 100, "amount": 200}`` is refused, never read as 200), 422 per field."""
+    if not is_json_media(request.headers.get("content-type")):
+        return problem_response(415, "unsupported_media_type", "Send the body as application/json.")
+    raw = await request.body()
+    try:
+        strictjson.check(raw)
+    except strictjson.DuplicateKey as exc:
+        return problem_response(
+            400,
+            "duplicate_json_key",
+            f"The request body is ambiguous: {exc}. Send every member once.",
+            extra={"member": exc.key[:60]},
+        )
+    except ValueError:
+        return problem_response(400, "malformed_json", "The request body is not valid JSON.")
+    try:
+        return model.model_validate_json(raw)
+    except PydanticValidationError as exc:
+        return validation_response(field_errors(exc.errors(include_input=False)))
 
 
 def json_response(
@@ -120,12 +146,9 @@ async def idempotent_create(
             "The Idempotency-Key header looks like it holds a card number; keys are stored, "
             "card numbers never are: use an order or register reference instead.",
         )
-    if not is_json_media(request.headers.get("content-type")):
-        return problem_response(415, "unsupported_media_type", "Send the body as application/json.")
-    try:
-        body = model.model_validate_json(await request.body())
-    except PydanticValidationError as exc:
-        return validation_response(field_errors(exc.errors(include_input=False)))
+    body = await validated_body(request, model)
+    if isinstance(body, Response):
+        return body
     if check is not None:
         check(body)
     rt = request.app.state.runtime

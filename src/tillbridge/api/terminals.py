@@ -21,7 +21,6 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue, StrictInt, StrictStr
-from pydantic import ValidationError as PydanticValidationError
 from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.responses import Response, StreamingResponse
 
@@ -31,10 +30,10 @@ from tillbridge.api.idempotent import (
     actor_of,
     body_doc,
     idempotent_create,
-    is_json_media,
+    validated_body,
 )
 from tillbridge.api.payments import runtime_of
-from tillbridge.api.problems import field_errors, problem_doc, problem_response, validation_response
+from tillbridge.api.problems import problem_doc, validation_response
 from tillbridge.api.schemas import Currency, _metadata, _printable, dumps, payment_dict
 from tillbridge.connectors.terminals import store as ts
 from tillbridge.connectors.terminals.service import INPUT_ACTIONS
@@ -220,12 +219,9 @@ async def terminal_input(request: Request, terminal_id: TerminalId, key: Writer)
     the terminal cannot take is refused with 422 ``not_supported``."""
     rt = runtime_of(request)
     rt.terminals.connector(terminal_id)
-    if not is_json_media(request.headers.get("content-type")):
-        return problem_response(415, "unsupported_media_type", "Send the body as application/json.")
-    try:
-        body = TerminalInput.model_validate_json(await request.body())
-    except PydanticValidationError as exc:
-        return validation_response(field_errors(exc.errors(include_input=False)))
+    body = await validated_body(request, TerminalInput)
+    if isinstance(body, Response):
+        return body
     out = await rt.terminals.submit_input(terminal_id, body.action, body.text, actor=actor_of(key))
     return _json(out, 202)
 

@@ -8,9 +8,10 @@ The order of checks, and why:
 4. signature and timestamp (constant-time compare, any active secret, window both ways): 401
    with one generic message; the exact reason goes to the audit log. An address that keeps
    failing gets 429 instead (see :mod:`tillbridge.inbound.failures`);
-5. the verified body must be a JSON object: 400 otherwise (nothing is stored). Its *content* is
-   not judged here: a body with a bad amount is stored and acknowledged, and processing marks it
-   ``invalid``, because the sender cannot fix it by sending it again;
+5. the verified body must be a JSON object naming each member once: 400 otherwise (nothing is
+   stored; ``{"amount": 1, "amount": 2}`` is ambiguous, see :mod:`tillbridge.strictjson`). Its
+   *content* is not judged here: a body with a bad amount is stored and acknowledged, and
+   processing marks it ``invalid``, because the sender cannot fix it by sending it again;
 6. mask card data in what is stored (:func:`stored_body`): only *after* the raw bytes verified,
    so the signature is always checked over exactly what the sender signed. Processing, replay
    and the admin views all read the masked body; the dedupe key is computed over it too, so
@@ -36,6 +37,7 @@ from typing import Any, Final
 
 import structlog
 
+from tillbridge import strictjson
 from tillbridge.audit.log import record as audit_record
 from tillbridge.config import SecretRef
 from tillbridge.errors import (
@@ -217,7 +219,10 @@ class WebhookIntake:
             raise UnsupportedMediaType()
         verified = await self._verify(source, account, raw_body, headers, remote_addr)
         try:
-            parsed = json.loads(raw_body)
+            parsed = strictjson.loads(raw_body)
+        except strictjson.DuplicateKey as exc:
+            # Which of two amounts did the sender mean? Refused, never guessed (nothing stored).
+            raise MalformedBody(f"The request body is ambiguous: {exc}.") from None
         except (ValueError, UnicodeDecodeError):
             raise MalformedBody() from None
         if not isinstance(parsed, dict):
