@@ -21,7 +21,16 @@ from datetime import datetime
 from typing import Annotated, Any, Final
 
 from fastapi import Path, Query
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue, StrictInt, StrictStr
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    JsonValue,
+    StrictInt,
+    StrictStr,
+)
 from pydantic_core import PydanticCustomError
 
 from tillbridge.domain.payments import Payment, Refund
@@ -74,6 +83,23 @@ def _has_card_data_anywhere(value: Any) -> bool:
     return _scalar_has_card_data(value)
 
 
+#: The message of an amount that is not an integer (the field error's type is ``minor_units``).
+MINOR_UNITS_MESSAGE: Final = (
+    'amounts are integers in minor units (cents): send 1234 for 12.34 EUR, never 12.34 or "1234"'
+)
+
+
+def _minor_units(value: Any) -> Any:
+    """Before the integer check: a float, a string or a bool is a mistake worth explaining."""
+    if value is None or (isinstance(value, int) and not isinstance(value, bool)):
+        return value
+    raise PydanticCustomError("minor_units", MINOR_UNITS_MESSAGE)
+
+
+#: Every API amount: ``Annotated[StrictInt, MinorUnits, Field(...)]``.
+MinorUnits = BeforeValidator(_minor_units)
+
+
 def _printable(value: str) -> str:
     if not value.isprintable():
         raise ValueError("must not contain control characters")
@@ -121,7 +147,7 @@ class PaymentCreate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    amount: StrictInt = Field(
+    amount: Annotated[StrictInt, MinorUnits] = Field(
         gt=0, le=MAX_MINOR, description="Minor units (cents): 1234 is 12.34 EUR", examples=[1234]
     )
     currency: Currency
@@ -158,7 +184,7 @@ class RefundCreate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    amount: StrictInt | None = Field(
+    amount: Annotated[StrictInt | None, MinorUnits] = Field(
         default=None,
         gt=0,
         le=MAX_MINOR,

@@ -34,7 +34,14 @@ from tillbridge.api.idempotent import (
 )
 from tillbridge.api.payments import runtime_of
 from tillbridge.api.problems import problem_doc, validation_response
-from tillbridge.api.schemas import Currency, _metadata, _printable, dumps, payment_dict
+from tillbridge.api.schemas import (
+    Currency,
+    MinorUnits,
+    _metadata,
+    _printable,
+    dumps,
+    payment_dict,
+)
 from tillbridge.connectors.terminals import store as ts
 from tillbridge.connectors.terminals.service import INPUT_ACTIONS
 from tillbridge.domain.payments import Payment
@@ -62,7 +69,9 @@ class TerminalPaymentCreate(BaseModel):
     kind: Literal["purchase", "refund"] = Field(
         default="purchase", description="refund: pay the amount back to the card presented"
     )
-    amount: StrictInt = Field(gt=0, le=MAX_MINOR, description="Minor units", examples=[1234])
+    amount: Annotated[StrictInt, MinorUnits] = Field(
+        gt=0, le=MAX_MINOR, description="Minor units (cents): 1234 is 12.34 EUR", examples=[1234]
+    )
     currency: Currency
     reference: Annotated[StrictStr, Field(min_length=1, max_length=200), AfterValidator(_printable)]
     metadata: Annotated[dict[str, JsonValue], AfterValidator(_metadata)] = Field(

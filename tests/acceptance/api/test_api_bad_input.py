@@ -187,3 +187,12 @@ async def test_a_well_formed_payments_cursor_from_elsewhere_is_just_a_position(a
     far = _cursor_of(["2999-01-01T00:00:00+02:00", "pay_zzz"])
     r = await api.client.get("/v1/payments", params={"cursor": far}, headers=api.headers())
     assert r.status_code == 200 and r.json()["next_cursor"] is None
+
+
+@pytest.mark.parametrize("amount", [12.34, 1234.0, "1234", "12.34", True])
+async def test_an_amount_that_is_not_an_integer_says_minor_units(api: Api, amount: Any) -> None:
+    """12.34 gets "amounts are integers in minor units ... 1234", not a bare type error (13.20)."""
+    r = await api.create(body_with(amount=amount), idem=f"k-minor-{amount!r}")
+    (err,) = assert_problem(r, 422, "validation_error")["errors"]
+    assert err["field"] == "amount" and err["type"] == "minor_units"
+    assert "minor units" in err["message"] and "1234" in err["message"]
