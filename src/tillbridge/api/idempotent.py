@@ -61,6 +61,26 @@ IDEMPOTENCY_KEY_DOC: Final = (
 )
 
 
+#: The header as the OpenAPI document declares it: required, 1-255 printable ASCII characters.
+#: (The route reads it itself, so a missing or invalid one is our 400, not FastAPI's 422.)
+IDEMPOTENCY_KEY_SCHEMA: Final = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": 255,
+    "pattern": "^[\\x20-\\x7e]+$",
+}
+
+
+def document_idempotency_key(schema: dict[str, Any]) -> None:
+    """Mark every ``Idempotency-Key`` header parameter of ``schema`` required, with its rules."""
+    for item in schema.get("paths", {}).values():
+        for op in item.values():
+            for param in op.get("parameters", ()):
+                if param.get("in") == "header" and param.get("name") == "Idempotency-Key":
+                    param["required"] = True
+                    param["schema"] = {**IDEMPOTENCY_KEY_SCHEMA, "title": "Idempotency-Key"}
+
+
 def body_doc(model: type[BaseModel]) -> dict[str, Any]:
     """``openapi_extra`` declaring ``model`` as the route's required JSON body."""
     BODY_MODELS[model.__name__] = model

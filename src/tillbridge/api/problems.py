@@ -213,17 +213,32 @@ def problem_doc(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {s: {"model": Problem, "description": _title(s)} for s in statuses}
 
 
+#: What every authenticated operation can answer whatever it does: no or a bad key (401), a key
+#: without the scope (403), the database unreachable while checking the key (503).
+AUTHENTICATED_STATUSES: Final = (401, 403, 503)
+
+
 def patch_openapi(schema: dict[str, Any]) -> dict[str, Any]:
     """Document every 4xx/5xx response as ``application/problem+json`` with :class:`Problem`.
 
     FastAPI files a response model under the route's media type (``application/json``) and adds
     its own ``HTTPValidationError`` for 422; both are rewritten here so the document says what
-    the server really sends.
+    the server really sends. Every operation with a security requirement also documents
+    :data:`AUTHENTICATED_STATUSES`, and every operation with parameters or a body its 422 (an
+    unknown query parameter is one), so no route can forget them.
     """
     ref = {"$ref": "#/components/schemas/Problem"}
     for item in schema.get("paths", {}).values():
         for op in item.values():
-            for status, resp in op.get("responses", {}).items():
+            responses = op.setdefault("responses", {})
+            implied: list[int] = []
+            if op.get("security"):
+                implied.extend(AUTHENTICATED_STATUSES)
+            if op.get("parameters") or op.get("requestBody"):
+                implied.append(422)
+            for status in implied:
+                responses.setdefault(str(status), {"description": _title(status)})
+            for status, resp in responses.items():
                 if str(status)[0] in "45":
                     resp["content"] = {PROBLEM_JSON: {"schema": ref}}
     comps = schema.setdefault("components", {}).setdefault("schemas", {})

@@ -212,6 +212,24 @@ class RefundList(BaseModel):
     data: list[RefundOut]
 
 
+def _iso_datetime(value: Any) -> Any:
+    """ISO 8601 only: pydantic alone would also read ``0.5`` as a unix time (1970-01-01)."""
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value)
+        except ValueError:
+            pass
+    raise PydanticCustomError(
+        "datetime_iso", "Input should be an ISO 8601 date-time, such as 2026-12-01T10:00:00Z"
+    )
+
+
+#: A date-time query parameter: ISO 8601 text, nothing else.
+IsoDateTime = Annotated[datetime, BeforeValidator(_iso_datetime)]
+
+
 #: A row id in a path (inbox entries, deliveries): 1 to the largest BIGINT, so a larger one is
 #: a 422 from validation, never an overflow in the database driver.
 RowIdPath = Annotated[int, Path(ge=1, le=MAX_ROW_ID)]

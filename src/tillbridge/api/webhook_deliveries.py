@@ -8,7 +8,7 @@ subscribers (a 410 answer disables one; enabling it again is an operator decisio
 
 from __future__ import annotations
 
-from typing import Annotated, Final
+from typing import Annotated, Final, Literal, get_args
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from starlette.responses import Response
@@ -19,11 +19,15 @@ from tillbridge.api.schemas import CursorParam, RowIdPath, dumps
 from tillbridge.app.runtime import Runtime
 from tillbridge.services.apikeys import SCOPE_ADMIN, ApiKey
 from tillbridge.webhooks_out import admin
+from tillbridge.webhooks_out.tables import DELIVERY_STATUSES
 
 JSON: Final = "application/json"
 
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
 Admin = Annotated[ApiKey, Depends(require_scope(SCOPE_ADMIN))]
+#: The ``status`` filter, an enum in the OpenAPI document (every status of a delivery).
+DeliveryStatus = Literal["pending", "retrying", "succeeded", "dead", "skipped"]
+assert set(get_args(DeliveryStatus)) == set(DELIVERY_STATUSES), "keep DeliveryStatus in step"
 
 
 def _rt(request: Request) -> Runtime:
@@ -39,7 +43,7 @@ def _rt(request: Request) -> Runtime:
 async def list_deliveries(
     request: Request,
     _key: Admin,
-    status: Annotated[str | None, Query(max_length=16)] = None,
+    status: Annotated[DeliveryStatus | None, Query()] = None,
     subscriber: Annotated[str | None, Query(max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=admin.MAX_PAGE)] = 50,
     cursor: CursorParam = None,

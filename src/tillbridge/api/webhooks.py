@@ -22,7 +22,7 @@ Admin routes (scope ``admin``): ``GET /v1/webhooks/inbox``, ``GET /v1/webhooks/i
 from __future__ import annotations
 
 import math
-from typing import Annotated, Final
+from typing import Annotated, Final, Literal, get_args
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from starlette.responses import Response
@@ -41,6 +41,7 @@ from tillbridge.errors import (
 )
 from tillbridge.inbound import admin
 from tillbridge.inbound.intake import WebhookIntake
+from tillbridge.inbound.tables import INBOX_STATUSES
 from tillbridge.services.apikeys import SCOPE_ADMIN, ApiKey
 
 JSON: Final = "application/json"
@@ -49,6 +50,11 @@ router = APIRouter(tags=["webhooks"])
 admin_router = APIRouter(prefix="/v1/webhooks/inbox", tags=["webhooks"])
 
 Admin = Annotated[ApiKey, Depends(require_scope(SCOPE_ADMIN))]
+#: The ``status`` filter, an enum in the OpenAPI document (every status of the inbox).
+InboxStatus = Literal[
+    "queued", "retrying", "processed", "recorded", "ignored", "invalid", "duplicate", "dead"
+]
+assert set(get_args(InboxStatus)) == set(INBOX_STATUSES), "keep InboxStatus in step"
 Segment = Annotated[str, Path(min_length=1, max_length=64)]
 
 
@@ -142,7 +148,7 @@ async def receive_documented(source: Segment, account: Segment) -> Response:  # 
 async def list_inbox(
     request: Request,
     _key: Admin,
-    status: Annotated[str | None, Query(max_length=16)] = None,
+    status: Annotated[InboxStatus | None, Query()] = None,
     source: Annotated[str | None, Query(max_length=64)] = None,
     account: Annotated[str | None, Query(max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=admin.MAX_PAGE)] = 50,

@@ -34,11 +34,13 @@ async def test_the_largest_id_is_simply_not_found(api: Api, method: str, path: s
 
 
 @pytest.mark.parametrize("listing", ["/v1/webhooks/inbox", "/v1/webhooks/deliveries"])
-async def test_the_old_before_id_parameter_is_harmless(api: Api, listing: str) -> None:
-    """``?before_id=`` is gone (listings page with ``cursor``): it is ignored, never a 500."""
+async def test_the_old_before_id_parameter_is_a_clear_422(api: Api, listing: str) -> None:
+    """``?before_id=`` is gone (listings page with ``cursor``): an unknown query parameter is a
+    422 that names it, never a 500 and never silently ignored."""
     r = await api.client.get(f"{listing}?before_id={TOO_BIG}", headers=api.headers("admin"))
-    assert r.status_code == 200, r.text
-    assert r.json()["next_cursor"] is None
+    (err,) = assert_problem(r, 422, "validation_error")["errors"]
+    assert err["in"] == "query" and err["field"] == "before_id"
+    assert err["type"] == "extra_forbidden" and "cursor" in err["message"]
 
 
 async def test_events_after_an_id_out_of_range_is_422(api: Api) -> None:
