@@ -16,6 +16,7 @@ from fastapi.routing import APIRoute
 
 from tillbridge.api import ops, payments, providers, terminals, webhook_deliveries, webhooks
 from tillbridge.api.auth import DEFAULT_CACHE_TTL_S, Authenticator
+from tillbridge.api.docs import install_docs
 from tillbridge.api.idempotent import BODY_MODELS, document_idempotency_key
 from tillbridge.api.middleware import RequestContextMiddleware
 from tillbridge.api.problems import install_handlers, patch_openapi
@@ -65,7 +66,7 @@ def create_app(runtime: Runtime, *, auth_cache_ttl_s: float = DEFAULT_CACHE_TTL_
         title="tillbridge",
         version=_version(),
         description=API_DESCRIPTION,
-        docs_url=None,  # Swagger UI loads its assets from a CDN; a self-hosted bridge should not
+        docs_url=None,  # ours, with local assets (api/docs.py): FastAPI's loads them from a CDN
         redoc_url=None,
         dependencies=[Depends(refuse_unknown_query)],
     )
@@ -86,6 +87,7 @@ def create_app(runtime: Runtime, *, auth_cache_ttl_s: float = DEFAULT_CACHE_TTL_
         app.state.route_methods += [
             (r.path_regex, set(r.methods or ())) for r in router.routes if isinstance(r, APIRoute)
         ]
+    install_docs(app)
     app.add_middleware(
         RequestContextMiddleware,
         max_body_bytes=runtime.settings.max_body_bytes,
