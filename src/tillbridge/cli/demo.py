@@ -60,7 +60,9 @@ DEADLINE_S = 60.0
 
 @handle_errors
 def demo(
-    keep: Annotated[bool, typer.Option(help="keep the demo database under ./var/")] = False,
+    keep: Annotated[
+        bool, typer.Option("--keep", help="keep the demo database under ./var/")
+    ] = False,
 ) -> None:
     """A scripted end-to-end run against the built-in fake connector, with a summary."""
     code = run_async(run_demo(out, keep=keep))

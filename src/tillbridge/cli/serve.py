@@ -38,14 +38,25 @@ if TYPE_CHECKING:
 @handle_errors
 def serve(
     host: Annotated[str | None, typer.Option(help="listen address")] = None,
-    port: Annotated[int | None, typer.Option(help="listen port")] = None,
+    port: Annotated[
+        int | None, typer.Option(min=0, max=65535, help="listen port (0: any free port)")
+    ] = None,
     no_worker: Annotated[
-        bool, typer.Option(help="API only; run `tillbridge worker` apart")
+        # One flag, not typer's "--no-worker / --no-no-worker" pair.
+        bool, typer.Option("--no-worker", help="API only; run `tillbridge worker` apart")
     ] = False,
 ) -> None:
     """Run the API, with the job worker and scheduler in the same process (embedded default)."""
     s = settings()
-    run_async(run_server(s, host=host or s.host, port=port or s.port, worker=not no_worker))
+    # `is None`, not `or`: --port 0 asks for an ephemeral port (the banner says which one).
+    run_async(
+        run_server(
+            s,
+            host=host if host is not None else s.host,
+            port=port if port is not None else s.port,
+            worker=not no_worker,
+        )
+    )
 
 
 @handle_errors

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -72,6 +73,12 @@ def server(env: dict[str, str]) -> Iterator[tuple[str, str]]:
     run(["db", "upgrade"], env, check=True)
     key = run(["apikey", "create", "--name", "t", "--scope", "admin"], env, check=True)
     token = key.stdout.strip().splitlines()[-1]
+    # The configured port is taken (say, by a `make run` next to `make test`): --port 0 must
+    # still start, on a free port of its own (issue 13.7).
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    env = {**env, "TILLBRIDGE_PORT": str(taken.getsockname()[1])}
     proc = subprocess.Popen(
         [*TB, "serve", "--port", "0"],
         env=env,
@@ -87,13 +94,15 @@ def server(env: dict[str, str]) -> Iterator[tuple[str, str]]:
         if "listening on" in line:
             base = line.split("listening on ")[1].split()[0]
             break
-    assert base, "".join(seen)
     try:
+        assert base, "".join(seen)
+        assert base.rsplit(":", 1)[1] != env["TILLBRIDGE_PORT"]
         yield base, token
     finally:
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(timeout=60)
         proc.stderr.close()
+        taken.close()
         assert code == 0  # a graceful stop
 
 
