@@ -4,11 +4,11 @@ Python's :func:`json.loads` (and pydantic's parser) let the last of two equal na
 ``{"amount": 100, "amount": 200}`` silently means 200, and another parser on the way (a proxy,
 a log pipeline, the client's own test) may read 100. RFC 8259 leaves duplicate names undefined;
 on anything that moves money the only safe answer is to refuse them. :func:`check` raises
-:class:`DuplicateKey` (a ``ValueError``) naming the member, and also refuses ``NaN`` and
-``Infinity``, which are not JSON at all.
+:class:`~tillbridge.errors.DuplicateJsonKey` (also a ``ValueError``) naming the member, and
+also refuses ``NaN`` and ``Infinity``, which are not JSON at all.
 
-Used by the API's body parsing (400 ``malformed_json``) and by the webhook intake on a verified
-body (400 ``malformed_body``).
+Used by the API's body parsing (400 ``duplicate_json_key``) and by the webhook intake on a
+verified body (400 ``malformed_body``).
 """
 
 from __future__ import annotations
@@ -16,20 +16,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
-
-class DuplicateKey(ValueError):
-    """A JSON object names the same member twice."""
-
-    def __init__(self, key: str) -> None:
-        super().__init__(f"the member {key[:60]!r} appears twice in one object")
-        self.key = key
+from tillbridge.errors import DuplicateJsonKey
 
 
 def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in pairs:
         if key in out:
-            raise DuplicateKey(key)
+            raise DuplicateJsonKey(key)
         out[key] = value
     return out
 
@@ -44,6 +38,6 @@ def loads(data: str | bytes) -> Any:
 
 
 def check(data: str | bytes) -> None:
-    """Raise ``ValueError`` (:class:`DuplicateKey` for a repeated name) unless ``data`` is
-    JSON without duplicate member names."""
+    """Raise ``ValueError`` unless ``data`` is JSON without duplicate member names (a repeated
+    name: :class:`~tillbridge.errors.DuplicateJsonKey`)."""
     loads(data)

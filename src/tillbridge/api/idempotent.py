@@ -37,6 +37,7 @@ from starlette.responses import Response
 
 from tillbridge import strictjson
 from tillbridge.api.problems import field_errors, problem_response, validation_response
+from tillbridge.errors import DuplicateJsonKey
 from tillbridge.observability.cards import has_card_data
 from tillbridge.services.apikeys import ApiKey
 from tillbridge.services.idempotency import (
@@ -108,7 +109,7 @@ async def validated_body(request: Request, model: type[M]) -> M | Response:
     raw = await request.body()
     try:
         strictjson.check(raw)
-    except strictjson.DuplicateKey as exc:
+    except DuplicateJsonKey as exc:
         return problem_response(
             400,
             "duplicate_json_key",

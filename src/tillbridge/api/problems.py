@@ -31,6 +31,7 @@ from tillbridge.errors import (
     BridgeError,
     Forbidden,
     SchemaOutOfDate,
+    SecretUnavailable,
     StoreError,
 )
 
@@ -126,6 +127,8 @@ def bridge_error_response(exc: BridgeError) -> Response:
     elif isinstance(exc, StoreError):
         wait = RETRY_AFTER_SCHEMA_S if isinstance(exc, SchemaOutOfDate) else RETRY_AFTER_STORE_S
         headers["Retry-After"] = str(wait)
+    elif isinstance(exc, SecretUnavailable):
+        headers["Retry-After"] = str(RETRY_AFTER_SCHEMA_S)  # until the operator provides it
     extra = {"details": _jsonable_details(exc.details)} if status < 500 and exc.details else None
     return problem_response(status, exc.code, exc.message, headers=headers, extra=extra)
 

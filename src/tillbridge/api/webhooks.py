@@ -12,7 +12,8 @@ verifies and stores it; see that module for the order of checks and the guarante
 413     body over the limit
 415     ``Content-Type`` is not JSON
 429     this address keeps failing verification (``Retry-After``)
-503     the database is unavailable: nothing was stored, send again later
+503     the database is unavailable, or none of the account's signature keys can be read:
+        nothing was stored, send again later (``Retry-After``)
 ======  ===========================================================================
 
 Admin routes (scope ``admin``): ``GET /v1/webhooks/inbox``, ``GET /v1/webhooks/inbox/{id}``,

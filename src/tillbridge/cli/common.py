@@ -57,7 +57,8 @@ def handle_errors(fn: Callable[..., T]) -> Callable[..., T]:
         try:
             return fn(*args, **kwargs)
         except BridgeError as exc:
-            raise fail(exc.message) from None
+            detail = exc.details.get("detail")  # the driver's own words: "connection refused"
+            raise fail(f"{exc.message} ({detail})" if detail else exc.message) from None
 
     return wrapper
 

@@ -46,23 +46,18 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON")]
 
 
 def load_config_for_listing(path: Path) -> MerchantConfig:
-    """The merchant config at ``path`` (the built-in default when there is none), validated,
-    but with its secrets left unresolved.
+    """The merchant config at ``path`` as ``serve`` loads it: validated, its secrets left
+    unresolved (the built-in default when the default path has no file; a file named on purpose
+    must exist).
 
-    ``serve`` refuses a file whose secrets do not resolve; a listing must show *which* entry
-    lacks one instead, and the factories turn an unresolvable secret into the connector's
-    ``problem``. Every other problem is the usual error with positions in the file.
+    A listing shows *which* entry lacks a secret: the factories turn an unresolvable secret
+    into the connector's ``problem``. Every other problem is the usual error with positions in
+    the file.
     """
     from tillbridge.app.registry import default_registry
+    from tillbridge.settings import DEFAULT_CONFIG_PATH
 
-    registry = default_registry()
-    if not path.exists():
-        return registry.default_config()
-    cfg, problems = registry.check_config(path, secrets=False)
-    if problems or cfg is None:
-        report = "\n".join(p.render(path) for p in problems)
-        raise ConfigError(f"invalid configuration:\n{report}", problems=len(problems))
-    return cfg
+    return default_registry().load_config(path, required=path != DEFAULT_CONFIG_PATH)
 
 
 @dataclass

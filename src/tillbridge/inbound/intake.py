@@ -7,7 +7,9 @@ The order of checks, and why:
 3. empty body: 400; a ``Content-Type`` that is not JSON: 415;
 4. signature and timestamp (constant-time compare, any active secret, window both ways): 401
    with one generic message; the exact reason goes to the audit log. An address that keeps
-   failing gets 429 instead (see :mod:`tillbridge.inbound.failures`);
+   failing gets 429 instead (see :mod:`tillbridge.inbound.failures`). An account whose
+   configured secrets none can be read (unset, missing, the wrong shape) answers 503 with
+   ``Retry-After``: the sender retries while the operator fixes it, nothing is lost;
 5. the verified body must be a JSON object naming each member once: 400 otherwise (nothing is
    stored; ``{"amount": 1, "amount": 2}`` is ambiguous, see :mod:`tillbridge.strictjson`). Its
    *content* is not judged here: a body with a bad amount is stored and acknowledged, and
@@ -42,8 +44,10 @@ from tillbridge.audit.log import record as audit_record
 from tillbridge.config import SecretRef
 from tillbridge.errors import (
     ConfigError,
+    DuplicateJsonKey,
     EmptyBody,
     MalformedBody,
+    SecretUnavailable,
     SignatureRejected,
     StoreError,
     TooManyFailures,
@@ -220,7 +224,7 @@ class WebhookIntake:
         verified = await self._verify(source, account, raw_body, headers, remote_addr)
         try:
             parsed = strictjson.loads(raw_body)
-        except strictjson.DuplicateKey as exc:
+        except DuplicateJsonKey as exc:
             # Which of two amounts did the sender mean? Refused, never guessed (nothing stored).
             raise MalformedBody(f"The request body is ambiguous: {exc}.") from None
         except (ValueError, UnicodeDecodeError):
@@ -258,7 +262,16 @@ class WebhookIntake:
         headers: Mapping[str, str],
         remote_addr: str | None,
     ) -> VerifiedEvent:
-        secrets = self.accounts[source][account].get()
+        keys = self.accounts[source][account]
+        secrets = keys.get()
+        if not secrets and keys.refs:
+            # Configured, but none can be read (an unset variable, a missing file): our problem,
+            # not the sender's. 503 makes the sender retry instead of giving the delivery up.
+            log.error("webhook.no_secret_available", source=source, account=account)
+            raise SecretUnavailable(
+                f"the signature key of {source}/{account} cannot be read; the bridge's operator "
+                "must provide it (tillbridge config check)"
+            )
         verifier = self.verifiers.get(source)
         try:
             return verifier.verify(raw_body, headers, secrets, self.wall_clock())

@@ -33,6 +33,8 @@ def env(tmp_path: Path) -> dict[str, str]:
     e = {k: v for k, v in os.environ.items() if not k.startswith("TILLBRIDGE_")}
     e["TILLBRIDGE_DATABASE_URL"] = f"sqlite:///{tmp_path / 'var' / 'tb.db'}"
     e["TILLBRIDGE_CONFIG"] = str(tmp_path / "tillbridge.toml")
+    # A file named in TILLBRIDGE_CONFIG must exist: this one is the built-in default, written out.
+    (tmp_path / "tillbridge.toml").write_text('[connectors.fake]\ntype = "fake"\n')
     e["NO_COLOR"] = "1"
     return e
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -10,7 +11,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine
 
-from tillbridge.errors import SchemaOutOfDate
+from tillbridge.errors import ConfigError, SchemaOutOfDate
 from tillbridge.store.db import sync_url
 from tillbridge.store.migrate import head_revision, require_current, schema_status, upgrade
 from tillbridge.store.schema import all_tables
@@ -105,3 +106,42 @@ def _columns(names: tuple[str, ...]) -> list[sa.ColumnClause[object]]:
     typed = {"metadata": sa.JSON(), "detail": sa.JSON(), "created_at": sa.DateTime(True),
              "updated_at": sa.DateTime(True)}  # fmt: skip
     return [sa.column(n, typed.get(n)) for n in names]
+
+
+def test_a_sqlite_file_in_a_missing_directory_is_named_and_nothing_is_created(
+    tmp_path: Path,
+) -> None:
+    """Issue 13.12: not "schema is at nothing", but which file does not exist, and the fix."""
+    url = f"sqlite:///{tmp_path / 'no' / 'such' / 'dir' / 'tb.db'}"
+    with pytest.raises(SchemaOutOfDate) as caught:
+        require_current(url)
+    message = caught.value.message
+    assert str(tmp_path / "no" / "such" / "dir" / "tb.db") in message
+    assert "does not exist yet" in message and "tillbridge db upgrade" in message
+    assert not (tmp_path / "no").exists()  # asking created nothing
+    assert upgrade(url).up_to_date  # the upgrade creates the directory and the file
+    require_current(url)
+
+
+def test_a_directory_that_cannot_be_created_is_a_config_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "var"
+    blocker.write_text("a file where the directory should be")
+    with pytest.raises(ConfigError, match="cannot create the directory"):
+        upgrade(f"sqlite:///{blocker / 'tb.db'}")
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("empty_db_url", ENGINES, indirect=True)
+async def test_tables_that_do_not_exist_are_schema_out_of_date_not_a_driver_error(
+    empty_db_url: str,
+) -> None:
+    from tillbridge.services import apikeys
+    from tillbridge.store.db import Database
+
+    db = Database(empty_db_url)  # an empty database: no tables at all
+    try:
+        with pytest.raises(SchemaOutOfDate, match="tillbridge db upgrade"):
+            async with db.write() as conn:
+                await apikeys.create_key(conn, "me", ["admin"])
+    finally:
+        await db.dispose()
