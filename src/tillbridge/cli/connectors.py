@@ -29,7 +29,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from tillbridge.cli.common import err, handle_errors, out, settings, with_runtime
+from tillbridge.cli.common import err, handle_errors, out, settings, table_console, with_runtime
 from tillbridge.errors import BridgeError, ConfigError
 
 if TYPE_CHECKING:
@@ -202,7 +202,7 @@ def connectors_list(as_json: JsonOpt = False) -> None:
             table, item.name, item.section, item.type, item.family or "", caps or "-",
             item.health, _contact(item, unread),
         )  # fmt: skip
-    out.print(table)
+    table_console().print(table)
 
 
 @connectors_app.command("types")
@@ -236,7 +236,7 @@ def connectors_types(as_json: JsonOpt = False) -> None:
         if not rows:
             # A section the config file may have, whose every entry this build would refuse.
             _add_row(table, section, "-", "", "no types in this build")
-    out.print(table)
+    table_console().print(table)
 
 
 def _add_row(table: Table, *cells: str) -> None:

@@ -2,8 +2,9 @@
 
 Commands: ``list`` (filters ``--status``, ``--kind``, ``--key``; ``--limit``/``--cursor`` to
 page), ``show ID``, ``retry ID`` (dead or cancelled -> todo now), ``cancel ID`` (todo or failed ->
-cancelled; a running job is refused). Tables on a terminal, tab-separated text otherwise, JSON
-with ``--json``. The database is ``load_settings().database_url``.
+cancelled; a running job is refused). ``list`` prints a table (whole cells, also when piped) or
+JSON with ``--json``; ``show`` a table on a terminal, ``name<TAB>value`` lines otherwise. The
+database is ``load_settings().database_url``.
 
 Exit codes: 0 done; 1 unexpected error; 2 bad usage, filter or cursor; 3 no such job; 4 the job's
 status does not allow the operation; 5 the database is unavailable.
@@ -23,6 +24,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from tillbridge.cli.common import print_more, print_table
 from tillbridge.errors import BridgeError, JobNotFound, JobStateError, StoreError, ValidationError
 from tillbridge.queue import JobDetail, JobPage, cancel_job, get_job, list_jobs, retry_job
 from tillbridge.settings import load_settings
@@ -109,17 +111,10 @@ def _print_page(page: JobPage) -> None:
         )
         for j in page.items
     ]
-    if sys.stdout.isatty():
-        table = Table(*_LIST_COLUMNS)
-        for row in rows:
-            table.add_row(*row)
-        Console().print(table)
-        if page.next_cursor is not None:
-            Console().print(f"more: --cursor {page.next_cursor}", highlight=False)
-        return
-    print("\t".join(_LIST_COLUMNS))
-    for row in rows:
-        print("\t".join(row))
+    # One table whether on a terminal or piped (nothing is cut), as every listing prints;
+    # scripts take --json.
+    print_table(_LIST_COLUMNS, rows, whole=("id", "kind", "key"))
+    print_more(page.next_cursor, as_json=False)
 
 
 def _print_detail(job: JobDetail) -> None:

@@ -14,14 +14,13 @@ unavailable.
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
+from tillbridge.cli.common import print_json, print_more, print_table
 from tillbridge.errors import BridgeError, NotFound, QueueError, StoreError, ValidationError
 from tillbridge.inbound import admin as inbox_admin
 from tillbridge.store.keyset import Page
@@ -75,27 +74,20 @@ def _call(work: Callable[[Any], Awaitable[_T]]) -> _T:
         _fail(exc.message, 1)
 
 
-def _print_json(value: Any) -> None:
-    print(json.dumps(value, indent=2, ensure_ascii=False, default=str))
+_print_json = print_json
 
 
 def _table(rows: list[dict[str, Any]], columns: list[str]) -> None:
-    table = Table(*columns)
-    for r in rows:
-        table.add_row(*("" if r.get(c) is None else str(r.get(c)) for c in columns))
-    _out.print(table)
+    print_table(columns, ([r.get(c) for c in columns] for r in rows))
 
 
 def _print_page(page: Page[dict[str, Any]], columns: list[str], as_json: bool) -> None:
     """The rows (a JSON list with ``--json``), then the next page's cursor if there is one."""
     if as_json:
-        _print_json(page.items)
+        print_json(page.items)
     else:
         _table(page.items, columns)
-    if page.next_cursor is not None:
-        # With --json, stdout stays one JSON document; the hint goes to stderr.
-        hint = Console(stderr=True, soft_wrap=True) if as_json else _out
-        hint.print(f"more: --cursor {page.next_cursor}", highlight=False, markup=False)
+    print_more(page.next_cursor, as_json=as_json)
 
 
 # incoming ------------------------------------------------------------------------------------

@@ -129,7 +129,14 @@ def test_serve_takes_a_payment_and_replays_it(server: tuple[str, str]) -> None:
         assert json.loads(c.get("/openapi.json").text)["paths"]["/v1/payments"]
 
 
-def test_demo_passes(env: dict[str, str]) -> None:
-    res = run(["demo"], env)
+def test_demo_passes_says_it_is_its_own_bridge_and_leaves_nothing_behind(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    res = run(["demo"], {**env, "TMPDIR": str(scratch)})
     assert res.returncode == 0, res.stdout + res.stderr
     assert "demo passed" in res.stdout
+    assert "its own bridge" in res.stdout and "is not used or changed" in res.stdout
+    assert list(scratch.iterdir()) == []  # its throwaway database is gone (issue 13.17)
+    assert not Path(env["TILLBRIDGE_DATABASE_URL"].removeprefix("sqlite:///")).exists()
