@@ -92,7 +92,18 @@ def problem_response(
     return Response(content, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
+#: Titles as RFC 9110 names the statuses, fixed here: Python's own phrases changed between
+#: versions ("Unprocessable Entity" became "Unprocessable Content" in 3.13), and what the server
+#: sends must not depend on the interpreter it runs on.
+_TITLES: Final = {
+    413: "Content Too Large",
+    422: "Unprocessable Content",
+}
+
+
 def _title(status: int) -> str:
+    if status in _TITLES:
+        return _TITLES[status]
     try:
         return HTTPStatus(status).phrase
     except ValueError:
