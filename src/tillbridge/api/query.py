@@ -2,9 +2,11 @@
 
 ``GET /v1/webhooks/inbox?stauts=dead`` used to list every entry, and ``?before_id=...`` (a
 parameter of an older version) was silently ignored. :func:`refuse_unknown_query` is a
-dependency of every API route: a query parameter the route does not declare is a 422
-``validation_error`` whose field error names it (type ``extra_forbidden``), like an unknown body
-field. The webhook intake is a plain route and takes no query parameters anyway.
+dependency of every API route: on ``/v1/...`` a query parameter the route does not declare is a
+422 ``validation_error`` whose field error names it (type ``extra_forbidden``), like an unknown
+body field. The operational routes (``/healthz``, ``/readyz``, ``/metrics``) stay lenient: a
+monitoring system's cache-buster must not fail a probe. The webhook intake is a plain route and
+takes no query parameters anyway.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ def _query_names(dependant: Dependant) -> frozenset[str]:
 
 async def refuse_unknown_query(request: Request) -> None:
     """Raise a 422 for any query parameter the matched route does not declare."""
-    if not request.query_params:
+    if not request.query_params or not request.url.path.startswith("/v1/"):
         return
     route = request.scope.get("route")
     dependant = getattr(route, "dependant", None)
