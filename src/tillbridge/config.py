@@ -14,6 +14,8 @@ Without a file the bridge runs on the registry's built-in default (the ``fake`` 
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
 import re
 import tomllib
@@ -35,10 +37,24 @@ class _Strict(BaseModel):
 
 
 class SecretRef(_Strict):
-    """Where a secret comes from: an environment variable or a file. Never the value itself."""
+    """Where a secret comes from: an environment variable or a file. Never the value itself.
+
+    Extension point: a source whose secrets have a shape of their own (a length, a format)
+    subclasses this and overrides :meth:`check`; every :meth:`resolve` then enforces it, so
+    ``config check``, start-up and the component that uses the secret all apply one rule.
+    """
 
     env: str | None = None
     file: Path | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_plain_ref(cls, data: Any) -> Any:
+        """A plain :class:`SecretRef` given where a narrower kind is declared becomes that kind
+        (code that builds configs need not know every source's subclass)."""
+        if isinstance(data, SecretRef) and not isinstance(data, cls):
+            return {"env": data.env, "file": data.file}
+        return data
 
     @model_validator(mode="after")
     def _one_source(self) -> SecretRef:
@@ -46,21 +62,91 @@ class SecretRef(_Strict):
             raise ValueError('give exactly one of env = "VAR" or file = "/path"')
         return self
 
+    def check(self, value: str) -> str | None:
+        """What is wrong with ``value`` for this kind of secret (never quoting it), or None."""
+        return None
+
     def resolve(self) -> str:
-        """The secret's value; raises :class:`ConfigError` naming the source (never the value)."""
+        """The secret's value; raises :class:`ConfigError` naming the source (never the value),
+        with ``details["reason"]`` ``missing`` (not set, no file) or ``invalid`` (:meth:`check`).
+        """
         if self.env is not None:
             value = os.environ.get(self.env)
             if not value:
-                raise ConfigError(f"environment variable {self.env} is not set")
-            return value
-        assert self.file is not None
-        try:
-            return self.file.read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise ConfigError(f"cannot read secret file {self.file}: {exc.strerror}") from exc
+                raise ConfigError(f"environment variable {self.env} is not set", reason="missing")
+        else:
+            assert self.file is not None
+            try:
+                value = self.file.read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ConfigError(
+                    f"cannot read secret file {self.file}: {exc.strerror}", reason="missing"
+                ) from exc
+            if not value:
+                raise ConfigError(f"secret file {self.file} is empty", reason="missing")
+        problem = self.check(value)
+        if problem is not None:
+            where = f"environment variable {self.env}" if self.env else f"secret file {self.file}"
+            raise ConfigError(f"{where}: {problem}", reason="invalid")
+        return value
 
     def describe(self) -> str:
         return f"env:{self.env}" if self.env else f"file:{self.file}"
+
+    def fix(self, reason: str | None) -> str:
+        """How to provide this secret, for a problem report."""
+        if reason == "invalid":
+            return f"correct the secret in {self._place()}: it must have the shape named above"
+        if self.env is not None:
+            return (
+                f"set the environment variable {self.env} for the bridge's process (the service "
+                f'unit, the container, or .env); or check the structure only with "tillbridge '
+                'config check --no-secrets"'
+            )
+        return (
+            f"create the file {self.file}, readable by the user the bridge runs as, with the "
+            'secret in it; or check the structure only with "tillbridge config check --no-secrets"'
+        )
+
+    def _place(self) -> str:
+        return f"environment variable {self.env}" if self.env else f"the file {self.file}"
+
+
+#: Standard Webhooks signing secrets: ``whsec_`` + base64 of 24 to 64 random bytes.
+WHSEC_PREFIX: Final = "whsec_"
+WHSEC_MIN_BYTES: Final = 24
+WHSEC_MAX_BYTES: Final = 64
+
+
+def decode_whsec(secret: str) -> bytes:
+    """The key bytes of a ``whsec_`` secret; raises :class:`ConfigError` if it is unusable.
+
+    The prefix is optional on input (some senders show the bare base64). The error message never
+    contains the secret.
+    """
+    text = secret[len(WHSEC_PREFIX) :] if secret.startswith(WHSEC_PREFIX) else secret
+    try:
+        key = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise ConfigError("webhook secret is not valid base64") from None
+    if not WHSEC_MIN_BYTES <= len(key) <= WHSEC_MAX_BYTES:
+        raise ConfigError(
+            f"webhook secret must be {WHSEC_MIN_BYTES}..{WHSEC_MAX_BYTES} bytes, not {len(key)}"
+        )
+    return key
+
+
+class SigningSecretRef(SecretRef):
+    """A Standard Webhooks signing secret (outgoing webhooks): ``whsec_`` + base64 of 24 to 64
+    bytes. ``tillbridge`` generates one with ``python -c "from tillbridge.webhooks_out.signing
+    import generate_secret; print(generate_secret())"``."""
+
+    def check(self, value: str) -> str | None:
+        try:
+            decode_whsec(value)
+        except ConfigError as exc:
+            return f"{exc.message} (expected whsec_ followed by base64 of 24 to 64 bytes)"
+        return None
 
 
 class Store(_Strict):
@@ -77,7 +163,7 @@ class Register(_Strict):
 
 class Subscriber(_Strict):
     url: HttpUrl
-    secret: SecretRef
+    secret: SigningSecretRef
     events: list[str] = Field(default_factory=lambda: ["*"])
 
 
@@ -152,6 +238,18 @@ class MerchantConfig(_Strict):
                 problems.append(f"registers.{name}.store: no store named {reg.store!r}")
             if reg.terminal is not None and reg.terminal not in self.terminals:
                 problems.append(f"registers.{name}.terminal: no terminal named {reg.terminal!r}")
+        by_project: dict[str, str] = {}
+        for name, reg in self.registers.items():
+            project = reg.xentral_project
+            if project is None:
+                continue
+            if project in by_project:
+                problems.append(
+                    f"registers.{name}.xentral_project: project {project!r} is already the "
+                    f"register {by_project[project]}'s; a Xentral project belongs to exactly one "
+                    "register (its POS events would have no single terminal)"
+                )
+            by_project.setdefault(project, name)
         for name, term in self.terminals.items():
             if term.store is not None and term.store not in self.stores:
                 problems.append(f"terminals.{name}.store: no store named {term.store!r}")
@@ -168,6 +266,17 @@ class MerchantConfig(_Strict):
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+    def secret_problems(self) -> list[tuple[str, str]]:
+        """``(where, what)`` for every secret reference that cannot be resolved now (never the
+        value): what start-up reports, part by part."""
+        out: list[tuple[str, str]] = []
+        for where, ref in self.secret_refs():
+            try:
+                ref.resolve()
+            except ConfigError as exc:
+                out.append((where, exc.message))
+        return out
 
     def connector_names(self) -> list[str]:
         """Every name a payment may use as its ``connector``."""
@@ -249,7 +358,15 @@ def check_config(
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        return None, [ConfigProblem(None, "file", "does not exist", "create it from the example")]
+        return None, [
+            ConfigProblem(
+                None,
+                "file",
+                "does not exist",
+                "create it (copy tillbridge.example.toml and edit it), or fix the path you gave "
+                "(TILLBRIDGE_CONFIG or the command's argument)",
+            )
+        ]
     except OSError as exc:
         return None, [ConfigProblem(None, "file", str(exc.strerror), "check permissions")]
     try:
@@ -279,7 +396,7 @@ def check_config(
                     _locate(text, tuple(where.split("."))),
                     where,
                     exc.message,
-                    f"provide the secret ({ref.describe()}) in the environment of the bridge",
+                    ref.fix(exc.details.get("reason")),
                 )
             )
     return cfg, problems
@@ -310,12 +427,15 @@ def _explain(err: Any) -> tuple[str, str]:
     return err["msg"], _FIXES.get(kind, "correct the value as described")
 
 
-def load_config(path: Path, model: type[MerchantConfig] = MerchantConfig) -> MerchantConfig:
+def load_config(
+    path: Path, model: type[MerchantConfig] = MerchantConfig, *, secrets: bool = True
+) -> MerchantConfig:
     """The merchant config from ``path`` (which must exist), validated with ``model``.
 
-    Raises :class:`ConfigError` listing every problem if the file is invalid.
+    Raises :class:`ConfigError` listing every problem if the file is invalid (with ``secrets``,
+    a secret that cannot be read is one).
     """
-    cfg, problems = check_config(path, model)
+    cfg, problems = check_config(path, model, secrets=secrets)
     if problems or cfg is None:
         report = "\n".join(p.render(path) for p in problems)
         raise ConfigError(f"invalid configuration:\n{report}", problems=len(problems))

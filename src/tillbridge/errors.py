@@ -7,7 +7,8 @@ on the leaf. The whole tree (a package in brackets: where that group of leaves i
     Exception
     ├── BridgeError                      something went wrong (the API answers problem+json)
     │   ├── ConfigError                  the merchant config or the settings are wrong (fix it)
-    │   │   └── InvalidPolicy            a retry policy that makes no sense (also a ValueError)
+    │   │   ├── InvalidPolicy            a retry policy that makes no sense (also a ValueError)
+    │   │   └── SecretUnavailable        503: no configured secret of this part can be read
     │   ├── ValidationError              input that can never succeed as sent (422 unless noted)
     │   │   ├── MoneyError               amount not exact for its currency, unknown currency
     │   │   ├── NotSupported             the connector's capabilities do not include the operation
@@ -15,6 +16,7 @@ on the leaf. The whole tree (a package in brackets: where that group of leaves i
     │   │   ├── InvalidCursor            a paging cursor that is not one of ours (store.keyset)
     │   │   ├── EmptyBody                400: a webhook without a body (inbound.intake)
     │   │   ├── MalformedBody            400: a verified webhook body that is not a JSON object
+    │   │   ├── DuplicateJsonKey         400: a JSON object names a member twice (also ValueError)
     │   │   └── UnsupportedMediaType     415: a webhook body that is not JSON
     │   ├── DomainError                  409: the request breaks a rule of the payment domain
     │   │   ├── IllegalTransition        a state change the transition table does not allow
@@ -115,6 +117,13 @@ class InvalidPolicy(ConfigError, ValueError):
     code = "invalid_policy"
 
 
+class SecretUnavailable(ConfigError):
+    """A secret this part of the bridge needs cannot be read; the operator must provide it."""
+
+    code = "secret_unavailable"
+    http_status = 503
+
+
 # ------------------------------------------------------------------------------- validation
 
 
@@ -161,6 +170,20 @@ class MalformedBody(ValidationError):
 
     code = "malformed_body"
     http_status = 400
+
+
+class DuplicateJsonKey(ValidationError, ValueError):
+    """A JSON object names the same member twice; which one was meant?"""
+
+    code = "duplicate_json_key"
+    http_status = 400
+
+    def __init__(self, key: str | None = None) -> None:
+        if key is None:
+            super().__init__()
+        else:
+            super().__init__(f"the member {key[:60]!r} appears twice in one object", key=key[:60])
+        self.key = key or ""
 
 
 class UnsupportedMediaType(ValidationError):

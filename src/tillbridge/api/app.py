@@ -11,14 +11,16 @@ from __future__ import annotations
 import importlib.metadata
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.routing import APIRoute
 
 from tillbridge.api import ops, payments, providers, terminals, webhook_deliveries, webhooks
 from tillbridge.api.auth import DEFAULT_CACHE_TTL_S, Authenticator
-from tillbridge.api.idempotent import BODY_MODELS
+from tillbridge.api.docs import install_docs
+from tillbridge.api.idempotent import BODY_MODELS, document_idempotency_key
 from tillbridge.api.middleware import RequestContextMiddleware
 from tillbridge.api.problems import install_handlers, patch_openapi
+from tillbridge.api.query import refuse_unknown_query
 from tillbridge.app.runtime import Runtime
 from tillbridge.observability.metrics import observe_http_request
 
@@ -41,6 +43,7 @@ class TillbridgeAPI(FastAPI):
     def openapi(self) -> dict[str, Any]:
         if self.openapi_schema is None:
             schema = patch_openapi(super().openapi())
+            document_idempotency_key(schema)
             comps = schema["components"]["schemas"]
             for model_name, model in BODY_MODELS.items():
                 body = model.model_json_schema(ref_template="#/components/schemas/{model}")
@@ -63,8 +66,9 @@ def create_app(runtime: Runtime, *, auth_cache_ttl_s: float = DEFAULT_CACHE_TTL_
         title="tillbridge",
         version=_version(),
         description=API_DESCRIPTION,
-        docs_url=None,  # Swagger UI loads its assets from a CDN; a self-hosted bridge should not
+        docs_url=None,  # ours, with local assets (api/docs.py): FastAPI's loads them from a CDN
         redoc_url=None,
+        dependencies=[Depends(refuse_unknown_query)],
     )
     app.state.runtime = runtime
     app.state.auth = Authenticator(runtime.db, cache_ttl_s=auth_cache_ttl_s)
@@ -83,6 +87,7 @@ def create_app(runtime: Runtime, *, auth_cache_ttl_s: float = DEFAULT_CACHE_TTL_
         app.state.route_methods += [
             (r.path_regex, set(r.methods or ())) for r in router.routes if isinstance(r, APIRoute)
         ]
+    install_docs(app)
     app.add_middleware(
         RequestContextMiddleware,
         max_body_bytes=runtime.settings.max_body_bytes,

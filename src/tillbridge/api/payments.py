@@ -4,7 +4,6 @@ does the work; every money route goes through :func:`~tillbridge.api.idempotent.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
@@ -21,6 +20,7 @@ from tillbridge.api.idempotent import (
 )
 from tillbridge.api.problems import problem_doc
 from tillbridge.api.schemas import (
+    IsoDateTime,
     PaymentCreate,
     PaymentList,
     PaymentOut,
@@ -124,10 +124,10 @@ async def list_payments(
     reference: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
     state: Annotated[PaymentState | None, Query()] = None,
     created_from: Annotated[
-        datetime | None, Query(description="ISO 8601, inclusive; UTC if no offset")
+        IsoDateTime | None, Query(description="ISO 8601, inclusive; UTC if no offset")
     ] = None,
     created_to: Annotated[
-        datetime | None, Query(description="ISO 8601, exclusive; UTC if no offset")
+        IsoDateTime | None, Query(description="ISO 8601, exclusive; UTC if no offset")
     ] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[str | None, Query(min_length=1, max_length=500)] = None,

@@ -31,6 +31,7 @@ from tillbridge.errors import (
     BridgeError,
     Forbidden,
     SchemaOutOfDate,
+    SecretUnavailable,
     StoreError,
 )
 
@@ -91,7 +92,18 @@ def problem_response(
     return Response(content, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
+#: Titles as RFC 9110 names the statuses, fixed here: Python's own phrases changed between
+#: versions ("Unprocessable Entity" became "Unprocessable Content" in 3.13), and what the server
+#: sends must not depend on the interpreter it runs on.
+_TITLES: Final = {
+    413: "Content Too Large",
+    422: "Unprocessable Content",
+}
+
+
 def _title(status: int) -> str:
+    if status in _TITLES:
+        return _TITLES[status]
     try:
         return HTTPStatus(status).phrase
     except ValueError:
@@ -126,6 +138,8 @@ def bridge_error_response(exc: BridgeError) -> Response:
     elif isinstance(exc, StoreError):
         wait = RETRY_AFTER_SCHEMA_S if isinstance(exc, SchemaOutOfDate) else RETRY_AFTER_STORE_S
         headers["Retry-After"] = str(wait)
+    elif isinstance(exc, SecretUnavailable):
+        headers["Retry-After"] = str(RETRY_AFTER_SCHEMA_S)  # until the operator provides it
     extra = {"details": _jsonable_details(exc.details)} if status < 500 and exc.details else None
     return problem_response(status, exc.code, exc.message, headers=headers, extra=extra)
 
@@ -213,17 +227,32 @@ def problem_doc(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {s: {"model": Problem, "description": _title(s)} for s in statuses}
 
 
+#: What every authenticated operation can answer whatever it does: no or a bad key (401), a key
+#: without the scope (403), the database unreachable while checking the key (503).
+AUTHENTICATED_STATUSES: Final = (401, 403, 503)
+
+
 def patch_openapi(schema: dict[str, Any]) -> dict[str, Any]:
     """Document every 4xx/5xx response as ``application/problem+json`` with :class:`Problem`.
 
     FastAPI files a response model under the route's media type (``application/json``) and adds
     its own ``HTTPValidationError`` for 422; both are rewritten here so the document says what
-    the server really sends.
+    the server really sends. Every operation with a security requirement also documents
+    :data:`AUTHENTICATED_STATUSES`, and every operation with parameters or a body its 422 (an
+    unknown query parameter is one), so no route can forget them.
     """
     ref = {"$ref": "#/components/schemas/Problem"}
     for item in schema.get("paths", {}).values():
         for op in item.values():
-            for status, resp in op.get("responses", {}).items():
+            responses = op.setdefault("responses", {})
+            implied: list[int] = []
+            if op.get("security"):
+                implied.extend(AUTHENTICATED_STATUSES)
+            if op.get("parameters") or op.get("requestBody"):
+                implied.append(422)
+            for status in implied:
+                responses.setdefault(str(status), {"description": _title(status)})
+            for status, resp in responses.items():
                 if str(status)[0] in "45":
                     resp["content"] = {PROBLEM_JSON: {"schema": ref}}
     comps = schema.setdefault("components", {}).setdefault("schemas", {})

@@ -5,6 +5,11 @@ Input models are strict: unknown fields are rejected (a typo must not be silentl
 refused: minor units are never fractional and no conversion is guessed), ``currency`` is an
 upper-case ISO 4217 code the bridge can pay in.
 
+Free-text fields (``reference``, ``metadata`` keys and values, a refund's ``reason``, terminal
+input ``text``) refuse card data: a PAN-shaped value (a Luhn-valid run of 13 to 19 digits) or
+track data is a 422 whose field error has type ``card_data`` and says why (DESIGN 2.6: no card
+data at rest beyond a masked PAN; the terminal or the provider reads the card, never the API).
+
 Responses are rendered by :func:`payment_json` straight to bytes (the stored idempotent
 response must be byte-identical on replay); the pydantic response models exist for OpenAPI.
 """
@@ -15,14 +20,26 @@ import json
 from datetime import datetime
 from typing import Annotated, Any, Final
 
-from fastapi import Query
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue, StrictInt, StrictStr
+from fastapi import Path, Query
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    JsonValue,
+    StrictInt,
+    StrictStr,
+)
+from pydantic_core import PydanticCustomError
 
 from tillbridge.domain.payments import Payment, Refund
 from tillbridge.domain.states import Outcome
 from tillbridge.domain.views import iso_utc as iso_utc  # re-exported for routers
 from tillbridge.domain.views import payment_dict as payment_dict
 from tillbridge.money import MAX_MINOR, is_currency
+from tillbridge.observability.cards import has_card_data
+from tillbridge.store.types import MAX_ROW_ID
 
 #: Limits of ``metadata``: it is a label bag for the merchant, not a document store.
 METADATA_MAX_KEYS: Final = 50
@@ -37,9 +54,57 @@ def _currency(value: str) -> str:
     return value
 
 
+#: The message of a refused card number (the field error's type is ``card_data``).
+CARD_DATA_MESSAGE: Final = (
+    "looks like a card number (a Luhn-valid run of 13 to 19 digits) or card track data; "
+    "never send card data to the bridge: the terminal or the provider reads the card"
+)
+
+
+def _card_data_error() -> PydanticCustomError:
+    return PydanticCustomError("card_data", CARD_DATA_MESSAGE)
+
+
+def _scalar_has_card_data(value: Any) -> bool:
+    if isinstance(value, str):
+        return has_card_data(value)
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e20:
+        value = int(value)
+    return isinstance(value, int) and has_card_data(str(abs(value)))
+
+
+def _has_card_data_anywhere(value: Any) -> bool:
+    if isinstance(value, dict):
+        return any(has_card_data(k) or _has_card_data_anywhere(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_card_data_anywhere(v) for v in value)
+    return _scalar_has_card_data(value)
+
+
+#: The message of an amount that is not an integer (the field error's type is ``minor_units``).
+MINOR_UNITS_MESSAGE: Final = (
+    'amounts are integers in minor units (cents): send 1234 for 12.34 EUR, never 12.34 or "1234"'
+)
+
+
+def _minor_units(value: Any) -> Any:
+    """Before the integer check: a float, a string or a bool is a mistake worth explaining."""
+    if value is None or (isinstance(value, int) and not isinstance(value, bool)):
+        return value
+    raise PydanticCustomError("minor_units", MINOR_UNITS_MESSAGE)
+
+
+#: Every API amount: ``Annotated[StrictInt, MinorUnits, Field(...)]``.
+MinorUnits = BeforeValidator(_minor_units)
+
+
 def _printable(value: str) -> str:
     if not value.isprintable():
         raise ValueError("must not contain control characters")
+    if has_card_data(value):
+        raise _card_data_error()
     return value
 
 
@@ -65,6 +130,8 @@ def _metadata(value: dict[str, JsonValue]) -> dict[str, JsonValue]:
         raise ValueError(f"at most {METADATA_MAX_BYTES} bytes as compact JSON")
     if _depth(value) > METADATA_MAX_DEPTH:
         raise ValueError(f"nested at most {METADATA_MAX_DEPTH} levels deep")
+    if _has_card_data_anywhere(value):
+        raise _card_data_error()
     return value
 
 
@@ -80,7 +147,7 @@ class PaymentCreate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    amount: StrictInt = Field(
+    amount: Annotated[StrictInt, MinorUnits] = Field(
         gt=0, le=MAX_MINOR, description="Minor units (cents): 1234 is 12.34 EUR", examples=[1234]
     )
     currency: Currency
@@ -117,7 +184,7 @@ class RefundCreate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    amount: StrictInt | None = Field(
+    amount: Annotated[StrictInt | None, MinorUnits] = Field(
         default=None,
         gt=0,
         le=MAX_MINOR,
@@ -143,6 +210,29 @@ class RefundOut(BaseModel):
 
 class RefundList(BaseModel):
     data: list[RefundOut]
+
+
+def _iso_datetime(value: Any) -> Any:
+    """ISO 8601 only: pydantic alone would also read ``0.5`` as a unix time (1970-01-01)."""
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value)
+        except ValueError:
+            pass
+    raise PydanticCustomError(
+        "datetime_iso", "Input should be an ISO 8601 date-time, such as 2026-12-01T10:00:00Z"
+    )
+
+
+#: A date-time query parameter: ISO 8601 text, nothing else.
+IsoDateTime = Annotated[datetime, BeforeValidator(_iso_datetime)]
+
+
+#: A row id in a path (inbox entries, deliveries): 1 to the largest BIGINT, so a larger one is
+#: a 422 from validation, never an overflow in the database driver.
+RowIdPath = Annotated[int, Path(ge=1, le=MAX_ROW_ID)]
 
 
 #: The ``cursor`` query parameter of every listing (keyset pages, :mod:`tillbridge.store.keyset`).

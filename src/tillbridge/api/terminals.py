@@ -21,7 +21,6 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue, StrictInt, StrictStr
-from pydantic import ValidationError as PydanticValidationError
 from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.responses import Response, StreamingResponse
 
@@ -31,11 +30,18 @@ from tillbridge.api.idempotent import (
     actor_of,
     body_doc,
     idempotent_create,
-    is_json_media,
+    validated_body,
 )
 from tillbridge.api.payments import runtime_of
-from tillbridge.api.problems import field_errors, problem_doc, problem_response, validation_response
-from tillbridge.api.schemas import Currency, _metadata, _printable, dumps, payment_dict
+from tillbridge.api.problems import problem_doc, validation_response
+from tillbridge.api.schemas import (
+    Currency,
+    MinorUnits,
+    _metadata,
+    _printable,
+    dumps,
+    payment_dict,
+)
 from tillbridge.connectors.terminals import store as ts
 from tillbridge.connectors.terminals.service import INPUT_ACTIONS
 from tillbridge.domain.payments import Payment
@@ -45,6 +51,7 @@ from tillbridge.payments.engine import NewPayment
 from tillbridge.services.apikeys import SCOPE_READ, SCOPE_WRITE, ApiKey
 from tillbridge.services.idempotency import StoredResponse
 from tillbridge.store import payments_repo
+from tillbridge.store.types import MAX_ROW_ID
 
 router = APIRouter(tags=["terminals"])
 
@@ -62,7 +69,9 @@ class TerminalPaymentCreate(BaseModel):
     kind: Literal["purchase", "refund"] = Field(
         default="purchase", description="refund: pay the amount back to the card presented"
     )
-    amount: StrictInt = Field(gt=0, le=MAX_MINOR, description="Minor units", examples=[1234])
+    amount: Annotated[StrictInt, MinorUnits] = Field(
+        gt=0, le=MAX_MINOR, description="Minor units (cents): 1234 is 12.34 EUR", examples=[1234]
+    )
     currency: Currency
     reference: Annotated[StrictStr, Field(min_length=1, max_length=200), AfterValidator(_printable)]
     metadata: Annotated[dict[str, JsonValue], AfterValidator(_metadata)] = Field(
@@ -151,7 +160,9 @@ async def payment_events(
     payment_id: PaymentId,
     _key: Reader,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
-    after: Annotated[int | None, Query(ge=0, description="Replay events after this id")] = None,
+    after: Annotated[
+        int | None, Query(ge=0, le=MAX_ROW_ID, description="Replay events after this id")
+    ] = None,
 ) -> Response:
     """``id:`` is the event id: reconnect with ``Last-Event-ID`` to resume without gaps."""
     rt = runtime_of(request)
@@ -159,6 +170,17 @@ async def payment_events(
     start = after or 0
     if last_event_id is not None and last_event_id.strip().isdigit():
         start = int(last_event_id.strip())
+        if start > MAX_ROW_ID:  # not an id this bridge sent; the driver could not bind it
+            return validation_response(
+                [
+                    {
+                        "in": "header",
+                        "field": "Last-Event-ID",
+                        "message": f"Input should be less than or equal to {MAX_ROW_ID}",
+                        "type": "less_than_equal",
+                    }
+                ]
+            )
     return StreamingResponse(
         rt.terminals.events.stream(payment_id, start),
         media_type="text/event-stream",
@@ -206,12 +228,9 @@ async def terminal_input(request: Request, terminal_id: TerminalId, key: Writer)
     the terminal cannot take is refused with 422 ``not_supported``."""
     rt = runtime_of(request)
     rt.terminals.connector(terminal_id)
-    if not is_json_media(request.headers.get("content-type")):
-        return problem_response(415, "unsupported_media_type", "Send the body as application/json.")
-    try:
-        body = TerminalInput.model_validate_json(await request.body())
-    except PydanticValidationError as exc:
-        return validation_response(field_errors(exc.errors(include_input=False)))
+    body = await validated_body(request, TerminalInput)
+    if isinstance(body, Response):
+        return body
     out = await rt.terminals.submit_input(terminal_id, body.action, body.text, actor=actor_of(key))
     return _json(out, 202)
 

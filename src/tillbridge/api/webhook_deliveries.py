@@ -8,22 +8,26 @@ subscribers (a 410 answer disables one; enabling it again is an operator decisio
 
 from __future__ import annotations
 
-from typing import Annotated, Final
+from typing import Annotated, Final, Literal, get_args
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from starlette.responses import Response
 
 from tillbridge.api.auth import require_scope
 from tillbridge.api.problems import problem_doc
-from tillbridge.api.schemas import CursorParam, dumps
+from tillbridge.api.schemas import CursorParam, RowIdPath, dumps
 from tillbridge.app.runtime import Runtime
 from tillbridge.services.apikeys import SCOPE_ADMIN, ApiKey
 from tillbridge.webhooks_out import admin
+from tillbridge.webhooks_out.tables import DELIVERY_STATUSES
 
 JSON: Final = "application/json"
 
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
 Admin = Annotated[ApiKey, Depends(require_scope(SCOPE_ADMIN))]
+#: The ``status`` filter, an enum in the OpenAPI document (every status of a delivery).
+DeliveryStatus = Literal["pending", "retrying", "succeeded", "dead", "skipped"]
+assert set(get_args(DeliveryStatus)) == set(DELIVERY_STATUSES), "keep DeliveryStatus in step"
 
 
 def _rt(request: Request) -> Runtime:
@@ -39,7 +43,7 @@ def _rt(request: Request) -> Runtime:
 async def list_deliveries(
     request: Request,
     _key: Admin,
-    status: Annotated[str | None, Query(max_length=16)] = None,
+    status: Annotated[DeliveryStatus | None, Query()] = None,
     subscriber: Annotated[str | None, Query(max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=admin.MAX_PAGE)] = 50,
     cursor: CursorParam = None,
@@ -56,9 +60,7 @@ async def list_deliveries(
     summary="One delivery with its attempt log",
     responses=problem_doc(404),
 )
-async def show_delivery(
-    request: Request, _key: Admin, delivery_id: Annotated[int, Path(ge=1)]
-) -> Response:
+async def show_delivery(request: Request, _key: Admin, delivery_id: RowIdPath) -> Response:
     return Response(dumps(await admin.get_delivery(_rt(request).db, delivery_id)), media_type=JSON)
 
 
@@ -68,9 +70,7 @@ async def show_delivery(
     summary="Send a delivery again (same webhook-id, fresh schedule)",
     responses=problem_doc(404, 409),
 )
-async def redeliver(
-    request: Request, _key: Admin, delivery_id: Annotated[int, Path(ge=1)]
-) -> Response:
+async def redeliver(request: Request, _key: Admin, delivery_id: RowIdPath) -> Response:
     job_id = await admin.redeliver(_rt(request).db, delivery_id)
     body = dumps({"id": delivery_id, "status": "pending", "job_id": job_id})
     return Response(body, status_code=202, media_type=JSON)

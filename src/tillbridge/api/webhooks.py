@@ -12,7 +12,8 @@ verifies and stores it; see that module for the order of checks and the guarante
 413     body over the limit
 415     ``Content-Type`` is not JSON
 429     this address keeps failing verification (``Retry-After``)
-503     the database is unavailable: nothing was stored, send again later
+503     the database is unavailable, or none of the account's signature keys can be read:
+        nothing was stored, send again later (``Retry-After``)
 ======  ===========================================================================
 
 Admin routes (scope ``admin``): ``GET /v1/webhooks/inbox``, ``GET /v1/webhooks/inbox/{id}``,
@@ -22,14 +23,14 @@ Admin routes (scope ``admin``): ``GET /v1/webhooks/inbox``, ``GET /v1/webhooks/i
 from __future__ import annotations
 
 import math
-from typing import Annotated, Final
+from typing import Annotated, Final, Literal, get_args
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from starlette.responses import Response
 
 from tillbridge.api.auth import require_scope
 from tillbridge.api.problems import problem_doc, problem_response
-from tillbridge.api.schemas import CursorParam, dumps
+from tillbridge.api.schemas import CursorParam, RowIdPath, dumps
 from tillbridge.app.runtime import Runtime
 from tillbridge.errors import (
     EmptyBody,
@@ -41,6 +42,7 @@ from tillbridge.errors import (
 )
 from tillbridge.inbound import admin
 from tillbridge.inbound.intake import WebhookIntake
+from tillbridge.inbound.tables import INBOX_STATUSES
 from tillbridge.services.apikeys import SCOPE_ADMIN, ApiKey
 
 JSON: Final = "application/json"
@@ -49,6 +51,11 @@ router = APIRouter(tags=["webhooks"])
 admin_router = APIRouter(prefix="/v1/webhooks/inbox", tags=["webhooks"])
 
 Admin = Annotated[ApiKey, Depends(require_scope(SCOPE_ADMIN))]
+#: The ``status`` filter, an enum in the OpenAPI document (every status of the inbox).
+InboxStatus = Literal[
+    "queued", "retrying", "processed", "recorded", "ignored", "invalid", "duplicate", "dead"
+]
+assert set(get_args(InboxStatus)) == set(INBOX_STATUSES), "keep InboxStatus in step"
 Segment = Annotated[str, Path(min_length=1, max_length=64)]
 
 
@@ -142,7 +149,7 @@ async def receive_documented(source: Segment, account: Segment) -> Response:  # 
 async def list_inbox(
     request: Request,
     _key: Admin,
-    status: Annotated[str | None, Query(max_length=16)] = None,
+    status: Annotated[InboxStatus | None, Query()] = None,
     source: Annotated[str | None, Query(max_length=64)] = None,
     account: Annotated[str | None, Query(max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=admin.MAX_PAGE)] = 50,
@@ -163,9 +170,7 @@ async def list_inbox(
 @admin_router.get(
     "/{inbox_id}", summary="One inbox entry with its processing job", responses=problem_doc(404)
 )
-async def show_inbox(
-    request: Request, _key: Admin, inbox_id: Annotated[int, Path(ge=1)]
-) -> Response:
+async def show_inbox(request: Request, _key: Admin, inbox_id: RowIdPath) -> Response:
     rt = _rt(request)
     return Response(dumps(await admin.show_inbox(rt.db, inbox_id, rt.redactor)), media_type=JSON)
 
@@ -176,9 +181,7 @@ async def show_inbox(
     summary="Process a stored event again (idempotent per event)",
     responses=problem_doc(404, 409),
 )
-async def replay_inbox(
-    request: Request, _key: Admin, inbox_id: Annotated[int, Path(ge=1)]
-) -> Response:
+async def replay_inbox(request: Request, _key: Admin, inbox_id: RowIdPath) -> Response:
     job_id = await admin.replay(_rt(request).db, inbox_id)
     body = dumps({"id": inbox_id, "status": "queued", "job_id": job_id})
     return Response(body, status_code=202, media_type=JSON)

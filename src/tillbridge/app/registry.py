@@ -90,11 +90,28 @@ class Registry:
         :func:`tillbridge.config.check_config`)."""
         return check_config(path, self.config_model, secrets=secrets)
 
-    def load_config(self, path: Path) -> MerchantConfig:
-        """The merchant config at ``path``, or :meth:`default_config` when it does not exist."""
+    def load_config(self, path: Path, *, required: bool = False) -> MerchantConfig:
+        """The merchant config at ``path``, validated, its secrets left unresolved.
+
+        Without a file the bridge runs on :meth:`default_config`, but only when ``required`` is
+        false (the default path): a file the operator named on purpose (``TILLBRIDGE_CONFIG``)
+        must exist, or a typo in its path would start a sandbox-only bridge.
+
+        Secrets are not resolved here on purpose: a secret that cannot be read stops only the
+        part that needs it (a terminal refuses payments with the reason, a webhook account
+        answers 503), not the whole bridge; :meth:`MerchantConfig.secret_problems` lists them
+        for start-up, and ``tillbridge config check`` fails on them.
+        """
         if not path.exists():
+            if required:
+                raise ConfigError(
+                    f"the configuration file {path} does not exist (TILLBRIDGE_CONFIG names it): "
+                    "create it (start from tillbridge.example.toml), fix the path, or unset "
+                    "TILLBRIDGE_CONFIG to run on the built-in sandbox connector 'fake' only",
+                    path=str(path),
+                )
             return self.default_config()
-        return load_config(path, self.config_model)
+        return load_config(path, self.config_model, secrets=False)
 
     def default_config(self) -> MerchantConfig:
         """What the bridge runs on without a configuration file: the ``fake`` sandbox."""

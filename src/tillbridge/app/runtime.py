@@ -29,7 +29,7 @@ from tillbridge.connectors.terminals.family import CardPresentFamily
 from tillbridge.connectors.terminals.service import TerminalService
 from tillbridge.connectors.types import BuildContext
 from tillbridge.errors import ConfigError
-from tillbridge.inbound.settings import InboundSettings
+from tillbridge.inbound.settings import InboundSettings, load_inbound_settings
 from tillbridge.observability.redaction import Redactor
 from tillbridge.outbound import OutboundHub
 from tillbridge.payments.contract import Connector
@@ -110,7 +110,11 @@ def build_runtime(
     """Build the runtime of one process. ``connectors`` adds to (or replaces, by name) the
     ones the config describes; tests use it for instrumented fakes."""
     reg = registry or default_registry()
-    cfg = config if config is not None else reg.load_config(settings.config)
+    cfg = (
+        config
+        if config is not None
+        else reg.load_config(settings.config, required=not settings.config_is_default)
+    )
     redactor = Redactor(configured_secrets(settings, cfg))
     # The in-process worker needs concurrency + 2 connections; the API needs some too.
     db = Database(settings.database_url, pool_size=settings.worker_concurrency + 8)
@@ -133,7 +137,7 @@ def build_runtime(
     )
     integrations = build_integrations(
         db=db, config=cfg, registry=reg, engine=engine, publisher=publisher, outbound=hub,
-        redactor=redactor, clock=clock, inbound=inbound or InboundSettings(),
+        redactor=redactor, clock=clock, inbound=inbound or load_inbound_settings(),
         erp_entries=erp_entries,
     )  # fmt: skip
     return Runtime(

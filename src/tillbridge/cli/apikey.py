@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from tillbridge.cli.common import err, handle_errors, out, with_runtime
+from tillbridge.cli.common import err, handle_errors, out, print_json, print_table, with_runtime
 
 if TYPE_CHECKING:
     from tillbridge.app.runtime import Runtime
@@ -41,22 +41,35 @@ def apikey_create(
 
 @apikey_app.command("list")
 @handle_errors
-def apikey_list() -> None:
+def apikey_list(
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
     """List API keys (never their secrets)."""
-    from rich.table import Table
-
     from tillbridge.services import apikeys
 
     async def go(rt: Runtime) -> list[Any]:
         async with rt.db.read() as conn:
             return list(await apikeys.list_keys(conn))
 
-    table = Table("id", "name", "prefix", "scopes", "created", "revoked")
-    for k in with_runtime(go):
-        table.add_row(
-            k.id, k.name, k.prefix, " ".join(k.scopes), str(k.created_at), str(k.revoked_at or "")
-        )
-    out.print(table)
+    rows = [
+        {
+            "id": k.id,
+            "name": k.name,
+            "prefix": k.prefix,
+            "scopes": sorted(k.scopes),
+            "created_at": k.created_at.isoformat(),
+            "revoked_at": k.revoked_at.isoformat() if k.revoked_at else None,
+        }
+        for k in with_runtime(go)
+    ]
+    if as_json:
+        print_json(rows)
+        return
+    columns = ["id", "name", "prefix", "scopes", "created_at", "revoked_at"]
+    print_table(
+        columns,
+        ([" ".join(r["scopes"]) if c == "scopes" else r[c] for c in columns] for r in rows),
+    )
 
 
 @apikey_app.command("revoke")

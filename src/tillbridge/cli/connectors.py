@@ -29,7 +29,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from tillbridge.cli.common import err, handle_errors, out, settings, with_runtime
+from tillbridge.cli.common import err, handle_errors, out, settings, table_console, with_runtime
 from tillbridge.errors import BridgeError, ConfigError
 
 if TYPE_CHECKING:
@@ -46,23 +46,18 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON")]
 
 
 def load_config_for_listing(path: Path) -> MerchantConfig:
-    """The merchant config at ``path`` (the built-in default when there is none), validated,
-    but with its secrets left unresolved.
+    """The merchant config at ``path`` as ``serve`` loads it: validated, its secrets left
+    unresolved (the built-in default when the default path has no file; a file named on purpose
+    must exist).
 
-    ``serve`` refuses a file whose secrets do not resolve; a listing must show *which* entry
-    lacks one instead, and the factories turn an unresolvable secret into the connector's
-    ``problem``. Every other problem is the usual error with positions in the file.
+    A listing shows *which* entry lacks a secret: the factories turn an unresolvable secret
+    into the connector's ``problem``. Every other problem is the usual error with positions in
+    the file.
     """
     from tillbridge.app.registry import default_registry
+    from tillbridge.settings import DEFAULT_CONFIG_PATH
 
-    registry = default_registry()
-    if not path.exists():
-        return registry.default_config()
-    cfg, problems = registry.check_config(path, secrets=False)
-    if problems or cfg is None:
-        report = "\n".join(p.render(path) for p in problems)
-        raise ConfigError(f"invalid configuration:\n{report}", problems=len(problems))
-    return cfg
+    return default_registry().load_config(path, required=path != DEFAULT_CONFIG_PATH)
 
 
 @dataclass
@@ -207,7 +202,7 @@ def connectors_list(as_json: JsonOpt = False) -> None:
             table, item.name, item.section, item.type, item.family or "", caps or "-",
             item.health, _contact(item, unread),
         )  # fmt: skip
-    out.print(table)
+    table_console().print(table)
 
 
 @connectors_app.command("types")
@@ -241,7 +236,7 @@ def connectors_types(as_json: JsonOpt = False) -> None:
         if not rows:
             # A section the config file may have, whose every entry this build would refuse.
             _add_row(table, section, "-", "", "no types in this build")
-    out.print(table)
+    table_console().print(table)
 
 
 def _add_row(table: Table, *cells: str) -> None:

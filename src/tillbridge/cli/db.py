@@ -26,7 +26,10 @@ def db_current() -> None:
     from tillbridge.store.migrate import schema_status
 
     status = schema_status(settings().database_url)
-    out.print(f"current: {status.current or 'none (empty database)'}")
+    if status.missing_file is not None:
+        out.print(f"current: none (no database file at {status.missing_file.resolve()} yet)")
+    else:
+        out.print(f"current: {status.current or 'none (empty database)'}")
     out.print(f"head:    {status.head}")
     if not status.up_to_date:
         raise fail("the schema is out of date: run `tillbridge db upgrade`")

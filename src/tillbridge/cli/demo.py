@@ -1,6 +1,8 @@
 """``tillbridge demo``: a scripted end-to-end run that shows what the bridge does, with a summary.
 
-It starts a bridge in-process on a throwaway SQLite database with the built-in sandbox
+It starts its own bridge in-process (not the one ``make run`` or ``tillbridge serve`` runs,
+which it never touches) on a throwaway SQLite database, removed at the end unless ``--keep``
+keeps it as ``./var/demo.db``, with the built-in sandbox
 connector and a simulated ZVT card terminal (``lane1``, the simulator listening on a local TCP
 port), creates an API key, sends payments through the real HTTP API (one succeeds, one is
 declined, one times out after sending and is recovered by a status query), replays a request with
@@ -60,15 +62,27 @@ DEADLINE_S = 60.0
 
 @handle_errors
 def demo(
-    keep: Annotated[bool, typer.Option(help="keep the demo database under ./var/")] = False,
+    keep: Annotated[
+        bool, typer.Option("--keep", help="keep the demo database as ./var/demo.db")
+    ] = False,
 ) -> None:
-    """A scripted end-to-end run against the built-in fake connector, with a summary."""
-    code = run_async(run_demo(out, keep=keep))
+    """A scripted end-to-end run on its own bridge and database, with a summary.
+
+    It does not use or change a running bridge: it starts one of its own in this process, with
+    a throwaway database (removed at the end unless --keep), the sandbox connector and a
+    simulated ZVT terminal.
+    """
+    if keep:
+        code = run_async(run_demo(out, workdir=Path("var"), keep=True))
+    else:
+        with tempfile.TemporaryDirectory(prefix="tillbridge-demo-") as tmp:
+            code = run_async(run_demo(out, workdir=Path(tmp)))
     raise typer.Exit(code)
 
 
-async def run_demo(out: Console, *, keep: bool = False) -> int:
-    """Run the demo; return the process exit code (0 when every payment ended as expected)."""
+async def run_demo(out: Console, *, workdir: Path, keep: bool = False) -> int:
+    """Run the demo in ``workdir`` (its database lives there; the caller removes a throwaway
+    one); return the process exit code (0 when every payment ended as expected)."""
     import httpx2
 
     from tillbridge.api.app import create_app
@@ -82,14 +96,20 @@ async def run_demo(out: Console, *, keep: bool = False) -> int:
     from tillbridge.simulators.zvt import serve_tcp
     from tillbridge.store.migrate import upgrade
 
-    tmp = Path("var") if keep else Path(tempfile.mkdtemp(prefix="tillbridge-demo-"))
+    tmp = workdir
     tmp.mkdir(parents=True, exist_ok=True)
     db_path = tmp / ("demo.db" if keep else "tillbridge.db")
+    if keep:  # a fresh run each time; --keep keeps the last one to look at
+        for suffix in ("", "-wal", "-shm", ".intake-lock"):
+            db_path.with_name(db_path.name + suffix).unlink(missing_ok=True)
     url = f"sqlite:///{db_path}"
     sim = await serve_tcp("127.0.0.1", 0)
+    where = f"{db_path} (kept)" if keep else "a throwaway database (removed at the end)"
     out.print(
-        f"[bold]tillbridge demo[/] on {db_path} with the sandbox connector 'fake' and a simulated "
-        f"ZVT terminal '{TERMINAL}' on 127.0.0.1:{sim.port}"
+        f"[bold]tillbridge demo[/]: its own bridge in this process, on {where}, with the sandbox "
+        f"connector 'fake' and a simulated ZVT terminal '{TERMINAL}' on 127.0.0.1:{sim.port}. "
+        "A bridge you started with `make run` or `tillbridge serve` is not used or changed.",
+        highlight=False,
     )
     await asyncio.to_thread(upgrade, url)
     settings = load_settings(database_url=url, config=tmp / "no-config.toml")

@@ -2,8 +2,9 @@
 
 Commands: ``list`` (filters ``--status``, ``--kind``, ``--key``; ``--limit``/``--cursor`` to
 page), ``show ID``, ``retry ID`` (dead or cancelled -> todo now), ``cancel ID`` (todo or failed ->
-cancelled; a running job is refused). Tables on a terminal, tab-separated text otherwise, JSON
-with ``--json``. The database is ``load_settings().database_url``.
+cancelled; a running job is refused). ``list`` prints a table (whole cells, also when piped) or
+JSON with ``--json``; ``show`` a table on a terminal, ``name<TAB>value`` lines otherwise. The
+database is ``load_settings().database_url``.
 
 Exit codes: 0 done; 1 unexpected error; 2 bad usage, filter or cursor; 3 no such job; 4 the job's
 status does not allow the operation; 5 the database is unavailable.
@@ -23,16 +24,21 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from tillbridge.cli.common import print_more, print_table
 from tillbridge.errors import BridgeError, JobNotFound, JobStateError, StoreError, ValidationError
 from tillbridge.queue import JobDetail, JobPage, cancel_job, get_job, list_jobs, retry_job
 from tillbridge.settings import load_settings
 from tillbridge.store.db import Database
+from tillbridge.store.types import MAX_ROW_ID
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_NOT_FOUND = 3
 EXIT_REFUSED = 4
 EXIT_UNAVAILABLE = 5
+
+#: A job id: 1 to the largest BIGINT (a larger one is a usage error, not a driver overflow).
+JobId = Annotated[int, typer.Argument(metavar="ID", min=1, max=MAX_ROW_ID)]
 
 jobs_app = typer.Typer(name="jobs", help="Inspect and act on durable jobs.", no_args_is_help=True)
 
@@ -105,17 +111,10 @@ def _print_page(page: JobPage) -> None:
         )
         for j in page.items
     ]
-    if sys.stdout.isatty():
-        table = Table(*_LIST_COLUMNS)
-        for row in rows:
-            table.add_row(*row)
-        Console().print(table)
-        if page.next_cursor is not None:
-            Console().print(f"more: --cursor {page.next_cursor}", highlight=False)
-        return
-    print("\t".join(_LIST_COLUMNS))
-    for row in rows:
-        print("\t".join(row))
+    # One table whether on a terminal or piped (nothing is cut), as every listing prints;
+    # scripts take --json.
+    print_table(_LIST_COLUMNS, rows, whole=("id", "kind", "key"))
+    print_more(page.next_cursor, as_json=False)
 
 
 def _print_detail(job: JobDetail) -> None:
@@ -186,7 +185,7 @@ def list_command(
 
 @jobs_app.command("show")
 def show_command(
-    job_id: Annotated[int, typer.Argument(metavar="ID")],
+    job_id: JobId,
     as_json: Annotated[bool, typer.Option("--json", help="JSON output.")] = False,
 ) -> None:
     """Show one job: payload, attempts, errors, timestamps."""
@@ -198,14 +197,14 @@ def show_command(
 
 
 @jobs_app.command("retry")
-def retry_command(job_id: Annotated[int, typer.Argument(metavar="ID")]) -> None:
+def retry_command(job_id: JobId) -> None:
     """Run a dead or cancelled job again, now, with fresh attempts."""
     _call(lambda db: retry_job(db, job_id))
     print(f"job {job_id} queued again")
 
 
 @jobs_app.command("cancel")
-def cancel_command(job_id: Annotated[int, typer.Argument(metavar="ID")]) -> None:
+def cancel_command(job_id: JobId) -> None:
     """Cancel a job that has not run yet or is waiting for a retry."""
     _call(lambda db: cancel_job(db, job_id))
     print(f"job {job_id} cancelled")

@@ -15,6 +15,7 @@ runtime for one command) is in :mod:`.common`.
 from __future__ import annotations
 
 import sys
+from typing import Annotated
 
 import typer
 
@@ -37,6 +38,32 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        import importlib.metadata
+
+        try:
+            version = importlib.metadata.version("tillbridge")
+        except importlib.metadata.PackageNotFoundError:  # a source tree that is not installed
+            version = "0+unknown"
+        print(f"tillbridge {version}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Self-hosted payment bridge between sales systems, card terminals and payment providers."""
+
+
 # The order here is the order of `tillbridge --help`.
 app.add_typer(db_app, name="db")
 app.add_typer(apikey_app, name="apikey")

@@ -38,14 +38,25 @@ if TYPE_CHECKING:
 @handle_errors
 def serve(
     host: Annotated[str | None, typer.Option(help="listen address")] = None,
-    port: Annotated[int | None, typer.Option(help="listen port")] = None,
+    port: Annotated[
+        int | None, typer.Option(min=0, max=65535, help="listen port (0: any free port)")
+    ] = None,
     no_worker: Annotated[
-        bool, typer.Option(help="API only; run `tillbridge worker` apart")
+        # One flag, not typer's "--no-worker / --no-no-worker" pair.
+        bool, typer.Option("--no-worker", help="API only; run `tillbridge worker` apart")
     ] = False,
 ) -> None:
     """Run the API, with the job worker and scheduler in the same process (embedded default)."""
     s = settings()
-    run_async(run_server(s, host=host or s.host, port=port or s.port, worker=not no_worker))
+    # `is None`, not `or`: --port 0 asks for an ephemeral port (the banner says which one).
+    run_async(
+        run_server(
+            s,
+            host=host if host is not None else s.host,
+            port=port if port is not None else s.port,
+            worker=not no_worker,
+        )
+    )
 
 
 @handle_errors
@@ -104,9 +115,29 @@ def _banner(rt: Runtime, host: str, port: int, worker: bool) -> None:
         ),
         f"  connectors: {', '.join(sorted(rt.connectors)) or 'none'}",
         "  API key:    .venv/bin/tillbridge apikey create --name me --scope admin",
-        f"  try:        curl {where}/healthz",
+        f"  try:        curl {where}/healthz   (the API: {where}/docs)",
     ]
+    lines += [f"  warning:    {line}" for line in secret_warnings(rt)]
     print("\n".join(lines), file=sys.stderr, flush=True)
+
+
+def secret_warnings(rt: Runtime) -> list[str]:
+    """One line per secret that cannot be read, with what it stops (the rest keeps working)."""
+    out = []
+    for where, what in rt.config.secret_problems():
+        section, name, *_ = where.split(".")
+        if section in ("terminals", "connectors", "providers"):
+            effect = f"payments on {name} are refused until it is provided"
+        elif section == "subscribers":
+            effect = f"deliveries to subscriber {name} cannot be signed"
+        elif where.split(".")[2:3] == ["webhook_secrets"]:
+            effect = (
+                f"webhooks of {name} are answered 503 (the sender retries) until it is provided"
+            )
+        else:
+            effect = f"{name} cannot use it until it is provided"
+        out.append(f"{where}: {what}: {effect}")
+    return out
 
 
 def _safe_url(url: str) -> str:
@@ -117,6 +148,7 @@ def _safe_url(url: str) -> str:
 
 async def run_server(settings: Settings, *, host: str, port: int, worker: bool = True) -> None:
     """Serve the API (and, by default, the worker) until SIGINT or SIGTERM."""
+    import structlog
     import uvicorn
 
     from tillbridge.api.app import create_app
@@ -127,6 +159,10 @@ async def run_server(settings: Settings, *, host: str, port: int, worker: bool =
     require_current(settings.database_url)
     rt = build_runtime(settings)
     configure_logging(settings, redactor=rt.redactor)
+    for warning in secret_warnings(rt):
+        structlog.get_logger("tillbridge.serve").warning(
+            "config.secret_unavailable", problem=warning
+        )
     app = create_app(rt)
     # Everything built so far lives as long as the process: move it out of the collector's
     # reach so full collections stay short (measurably lower p99 under load).
@@ -166,6 +202,8 @@ async def run_server(settings: Settings, *, host: str, port: int, worker: bool =
 
 async def run_worker_only(settings: Settings) -> None:
     """Run a worker (with the periodic scheduler) until SIGINT or SIGTERM."""
+    import structlog
+
     from tillbridge.app.runtime import build_runtime
     from tillbridge.observability.logging import configure_logging
     from tillbridge.store.migrate import require_current
@@ -173,6 +211,10 @@ async def run_worker_only(settings: Settings) -> None:
     require_current(settings.database_url)
     rt = build_runtime(settings)
     configure_logging(settings, redactor=rt.redactor)
+    for warning in secret_warnings(rt):
+        structlog.get_logger("tillbridge.worker").warning(
+            "config.secret_unavailable", problem=warning
+        )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -187,9 +187,11 @@ def xentral_cmd(
     amount: Annotated[str, typer.Option(help="amount per event, e.g. 12.34")] = "12.34",
     currency: Annotated[str, typer.Option(help="ISO 4217 code")] = "EUR",
     project: Annotated[str, typer.Option(help="Xentral project id or number")] = "1",
-    duplicate: Annotated[bool, typer.Option(help="send each event twice")] = False,
-    bad_signature: Annotated[bool, typer.Option(help="sign with a wrong key")] = False,
-    stale: Annotated[bool, typer.Option(help="timestamps an hour old")] = False,
+    duplicate: Annotated[bool, typer.Option("--duplicate", help="send each event twice")] = False,
+    bad_signature: Annotated[
+        bool, typer.Option("--bad-signature", help="sign with a wrong key")
+    ] = False,
+    stale: Annotated[bool, typer.Option("--stale", help="timestamps an hour old")] = False,
     concurrency: Annotated[int, typer.Option(min=1, max=1000, help="requests in flight")] = 32,
 ) -> None:
     """Send signed Xentral POS card-payment events to a running bridge; summarise the answers."""
@@ -280,11 +282,17 @@ def simulate_zvt(
     tcp: Annotated[str | None, typer.Option(help="listen on HOST:PORT (ZVT over TCP)")] = None,
     serial: Annotated[str | None, typer.Option(help="serve on this serial device / PTY")] = None,
     hold_card: Annotated[
-        bool, typer.Option(help="wait at 'insert card' until Enter is pressed")
+        bool, typer.Option("--hold-card", help="wait at 'insert card' until Enter is pressed")
     ] = False,
-    busy: Annotated[bool, typer.Option(help="answer every command 'busy' (84 A0)")] = False,
-    cut_after_status: Annotated[bool, typer.Option(help="drop the link after each result")] = False,
-    no_completion: Annotated[bool, typer.Option(help="never send Completion (06 0F)")] = False,
+    busy: Annotated[
+        bool, typer.Option("--busy", help="answer every command 'busy' (84 A0)")
+    ] = False,
+    cut_after_status: Annotated[
+        bool, typer.Option("--cut-after-status", help="drop the link after each result")
+    ] = False,
+    no_completion: Annotated[
+        bool, typer.Option("--no-completion", help="never send Completion (06 0F)")
+    ] = False,
     response_delay: Annotated[float, typer.Option(min=0, help="seconds before each message")] = 0.0,
     garbage: Annotated[
         str | None, typer.Option(help="hex bytes sent instead of the first answer, e.g. 150369")
@@ -292,11 +300,23 @@ def simulate_zvt(
     unacked: Annotated[
         str, typer.Option(help="keep or reverse a result the bridge never acknowledged")
     ] = "keep",
-    corrupt_crc_once: Annotated[bool, typer.Option(help="serial: first frame bad CRC")] = False,
-    nak_once: Annotated[bool, typer.Option(help="serial: NAK the first frame")] = False,
+    corrupt_crc_once: Annotated[
+        bool, typer.Option("--corrupt-crc-once", help="serial: first frame bad CRC")
+    ] = False,
+    nak_once: Annotated[
+        bool, typer.Option("--nak-once", help="serial: NAK the first frame")
+    ] = False,
     charset: Annotated[str, typer.Option(help="cp437 or latin-1")] = "cp437",
 ) -> None:
-    """Play a ZVT payment terminal (see the module docstring for the amount rules)."""
+    """Play a ZVT payment terminal over TCP or a serial line, with fault switches.
+
+    The amount's last two digits (in cents) pick what happens: 51 the card issuer declines,
+    52 the customer presses cancel, 97 the link drops before the result, 98 it drops after the
+    bridge acknowledged the result, 99 it drops right after the result; anything else is
+    approved. Receipts and display texts go to the bridge (the payment's events and
+    GET /v1/payments/{id}/terminal show them); this console shows where it listens and, on
+    Ctrl-C, what it booked.
+    """
     if (tcp is None) == (serial is None):
         raise typer.BadParameter("give exactly one of --tcp HOST:PORT or --serial DEVICE")
     if unacked not in ("keep", "reverse") or charset not in ("cp437", "latin-1"):

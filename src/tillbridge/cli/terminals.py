@@ -12,9 +12,16 @@ import time
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.table import Table
 
-from tillbridge.cli.common import err, fail, handle_errors, out, with_runtime
+from tillbridge.cli.common import (
+    err,
+    fail,
+    handle_errors,
+    out,
+    print_json,
+    print_table,
+    with_runtime,
+)
 
 if TYPE_CHECKING:
     from tillbridge.app.runtime import Runtime
@@ -28,23 +35,28 @@ def _yes(value: Any) -> str:
 
 @terminals_app.command("list")
 @handle_errors
-def terminals_list() -> None:
+def terminals_list(
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
     """Every configured terminal: online, busy, last contact."""
 
     async def go(rt: Runtime) -> list[dict[str, Any]]:
         return list(await rt.terminals.list())
 
     rows = with_runtime(go)
+    if as_json:
+        print_json(rows)
+        return
     if not rows:
         out.print("no terminals configured (add [terminals.<id>] to the config file)", markup=False)
         return
-    table = Table("id", "protocol", "link", "online", "busy", "queued", "last contact", "problem")
-    for t in rows:
-        table.add_row(
-            t["id"], t["protocol"], t["link"], _yes(t["online"]), _yes(t["busy"]),
-            str(t["queued_payments"]), t["last_contact_at"] or "never", t["problem"] or "",
-        )  # fmt: skip
-    out.print(table)
+    columns = ["id", "protocol", "link", "online", "busy", "queued", "last contact", "problem"]
+    table = [
+        [t["id"], t["protocol"], t["link"], _yes(t["online"]), _yes(t["busy"]),
+         t["queued_payments"], t["last_contact_at"] or "never", t["problem"] or ""]
+        for t in rows
+    ]  # fmt: skip
+    print_table(columns, table, whole=("id", "link"))
 
 
 @terminals_app.command("show")

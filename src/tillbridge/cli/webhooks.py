@@ -14,17 +14,17 @@ unavailable.
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
+from tillbridge.cli.common import print_json, print_more, print_table
 from tillbridge.errors import BridgeError, NotFound, QueueError, StoreError, ValidationError
 from tillbridge.inbound import admin as inbox_admin
 from tillbridge.store.keyset import Page
+from tillbridge.store.types import MAX_ROW_ID
 from tillbridge.webhooks_out import admin as out_admin
 
 webhooks_app = typer.Typer(
@@ -36,6 +36,8 @@ _out = Console(soft_wrap=True)
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON")]
 Limit = Annotated[int, typer.Option(min=1, max=500, help="rows per page")]
+#: An inbox entry or delivery id: 1 to the largest BIGINT.
+RowId = Annotated[int, typer.Argument(metavar="ID", min=1, max=MAX_ROW_ID)]
 Cursor = Annotated[
     str | None, typer.Option("--cursor", help="next page: the cursor printed after the last one")
 ]
@@ -72,27 +74,20 @@ def _call(work: Callable[[Any], Awaitable[_T]]) -> _T:
         _fail(exc.message, 1)
 
 
-def _print_json(value: Any) -> None:
-    print(json.dumps(value, indent=2, ensure_ascii=False, default=str))
+_print_json = print_json
 
 
 def _table(rows: list[dict[str, Any]], columns: list[str]) -> None:
-    table = Table(*columns)
-    for r in rows:
-        table.add_row(*("" if r.get(c) is None else str(r.get(c)) for c in columns))
-    _out.print(table)
+    print_table(columns, ([r.get(c) for c in columns] for r in rows))
 
 
 def _print_page(page: Page[dict[str, Any]], columns: list[str], as_json: bool) -> None:
     """The rows (a JSON list with ``--json``), then the next page's cursor if there is one."""
     if as_json:
-        _print_json(page.items)
+        print_json(page.items)
     else:
         _table(page.items, columns)
-    if page.next_cursor is not None:
-        # With --json, stdout stays one JSON document; the hint goes to stderr.
-        hint = Console(stderr=True, soft_wrap=True) if as_json else _out
-        hint.print(f"more: --cursor {page.next_cursor}", highlight=False, markup=False)
+    print_more(page.next_cursor, as_json=as_json)
 
 
 # incoming ------------------------------------------------------------------------------------
@@ -118,7 +113,7 @@ def list_cmd(
 
 
 @webhooks_app.command("show")
-def show_cmd(inbox_id: int, as_json: JsonOpt = False) -> None:
+def show_cmd(inbox_id: RowId, as_json: JsonOpt = False) -> None:
     """Show one received webhook: body, headers, verification, result, processing job."""
     item = _call(lambda rt: inbox_admin.show_inbox(rt.db, inbox_id, rt.redactor))
     if as_json:
@@ -140,7 +135,7 @@ def show_cmd(inbox_id: int, as_json: JsonOpt = False) -> None:
 
 
 @webhooks_app.command("replay")
-def replay_cmd(inbox_id: int) -> None:
+def replay_cmd(inbox_id: RowId) -> None:
     """Process a stored webhook again (creates nothing twice; for dead or invalid ones)."""
     job_id = _call(lambda rt: inbox_admin.replay(rt.db, inbox_id))
     _out.print(f"inbox entry {inbox_id} queued again (job {job_id})")
@@ -168,7 +163,7 @@ def deliveries_cmd(
 
 
 @webhooks_app.command("delivery")
-def delivery_cmd(delivery_id: int, as_json: JsonOpt = False) -> None:
+def delivery_cmd(delivery_id: RowId, as_json: JsonOpt = False) -> None:
     """Show one delivery with every attempt (status, duration, error)."""
     d = _call(lambda rt: out_admin.get_delivery(rt.db, delivery_id))
     if as_json:
@@ -183,7 +178,7 @@ def delivery_cmd(delivery_id: int, as_json: JsonOpt = False) -> None:
 
 
 @webhooks_app.command("redeliver")
-def redeliver_cmd(delivery_id: int) -> None:
+def redeliver_cmd(delivery_id: RowId) -> None:
     """Send a delivery again (same webhook-id; the retry schedule starts over)."""
     job_id = _call(lambda rt: out_admin.redeliver(rt.db, delivery_id))
     _out.print(f"delivery {delivery_id} queued again (job {job_id})")

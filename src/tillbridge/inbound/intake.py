@@ -7,16 +7,24 @@ The order of checks, and why:
 3. empty body: 400; a ``Content-Type`` that is not JSON: 415;
 4. signature and timestamp (constant-time compare, any active secret, window both ways): 401
    with one generic message; the exact reason goes to the audit log. An address that keeps
-   failing gets 429 instead (see :mod:`tillbridge.inbound.failures`);
-5. the verified body must be a JSON object: 400 otherwise (nothing is stored). Its *content* is
-   not judged here: a body with a bad amount is stored and acknowledged, and processing marks it
-   ``invalid``, because the sender cannot fix it by sending it again;
-6. store the row and its processing job in one transaction, then answer 200. Concurrent
+   failing gets 429 instead (see :mod:`tillbridge.inbound.failures`). An account whose
+   configured secrets none can be read (unset, missing, the wrong shape) answers 503 with
+   ``Retry-After``: the sender retries while the operator fixes it, nothing is lost;
+5. the verified body must be a JSON object naming each member once: 400 otherwise (nothing is
+   stored; ``{"amount": 1, "amount": 2}`` is ambiguous, see :mod:`tillbridge.strictjson`). Its
+   *content* is not judged here: a body with a bad amount is stored and acknowledged, and
+   processing marks it ``invalid``, because the sender cannot fix it by sending it again;
+6. mask card data in what is stored (:func:`stored_body`): only *after* the raw bytes verified,
+   so the signature is always checked over exactly what the sender signed. Processing, replay
+   and the admin views all read the masked body; the dedupe key is computed over it too, so
+   nothing derived from a card number is kept;
+7. store the row and its processing job in one transaction, then answer 200. Concurrent
    deliveries share that transaction (group commit, :mod:`tillbridge.inbound.writer`).
 
 Guarantees: a 200 means the delivery is committed (design invariant 3). A repeat of the same
 delivery (same event id, or the same raw body when the scheme has no id) gets the same 200 with
-the same id and causes nothing new. Secrets are never logged or stored; neither is a signature.
+the same id and causes nothing new. Secrets are never logged or stored; neither is a signature,
+nor card data beyond a masked PAN (DESIGN 2.6).
 """
 
 from __future__ import annotations
@@ -31,12 +39,15 @@ from typing import Any, Final
 
 import structlog
 
+from tillbridge import strictjson
 from tillbridge.audit.log import record as audit_record
 from tillbridge.config import SecretRef
 from tillbridge.errors import (
     ConfigError,
+    DuplicateJsonKey,
     EmptyBody,
     MalformedBody,
+    SecretUnavailable,
     SignatureRejected,
     StoreError,
     TooManyFailures,
@@ -48,6 +59,7 @@ from tillbridge.inbound.failures import FailureWindow
 from tillbridge.inbound.settings import InboundSettings
 from tillbridge.inbound.verifiers import VerifiedEvent, VerifierRegistry
 from tillbridge.inbound.writer import InboxWriter
+from tillbridge.observability.cards import mask_card_data, mask_card_data_json
 from tillbridge.observability.redaction import Redactor
 from tillbridge.outbound.redact import redact_headers
 from tillbridge.store.db import Database
@@ -105,6 +117,15 @@ def dedupe_key(event_id: str | None, raw_body: bytes) -> str:
     return "sha256:" + hashlib.sha256(raw_body).hexdigest()
 
 
+def stored_body(raw_body: bytes) -> bytes:
+    """What is stored of a verified JSON body: card data masked (see
+    :func:`~tillbridge.observability.cards.mask_card_data_json`), still valid JSON with the
+    same structure. A body without card data is stored as the exact bytes received."""
+    text = raw_body.decode(json.detect_encoding(raw_body))
+    masked = mask_card_data_json(text)
+    return raw_body if masked is text else masked.encode("utf-8")
+
+
 def is_json_media(content_type: str | None) -> bool:
     """A missing type is accepted (some senders omit it); otherwise JSON or ``+json`` only."""
     if not content_type:
@@ -121,7 +142,7 @@ def kept_headers(headers: Mapping[str, str]) -> dict[str, str]:
     for k, v in headers.items():
         name = k.lower()
         if name in KEPT_HEADERS or name.startswith(_SCHEME_PREFIXES):
-            chosen.append((name, v[:_MAX_HEADER_CHARS]))
+            chosen.append((name, mask_card_data(v[:_MAX_HEADER_CHARS])))
     return redact_headers(chosen)
 
 
@@ -202,18 +223,23 @@ class WebhookIntake:
             raise UnsupportedMediaType()
         verified = await self._verify(source, account, raw_body, headers, remote_addr)
         try:
-            parsed = json.loads(raw_body)
+            parsed = strictjson.loads(raw_body)
+        except DuplicateJsonKey as exc:
+            # Which of two amounts did the sender mean? Refused, never guessed (nothing stored).
+            raise MalformedBody(f"The request body is ambiguous: {exc}.") from None
         except (ValueError, UnicodeDecodeError):
             raise MalformedBody() from None
         if not isinstance(parsed, dict):
             raise MalformedBody()
         now = datetime.fromtimestamp(self.wall_clock(), UTC)
+        body = stored_body(raw_body)  # verified above: from here on, only the masked bytes
+        event_id = mask_card_data(verified.event_id) if verified.event_id else None
         new = inbox.NewDelivery(
             source=source,
             account=account,
-            dedupe_key=dedupe_key(verified.event_id, raw_body),
-            event_id=verified.event_id,
-            raw_body=raw_body,
+            dedupe_key=dedupe_key(event_id, body),
+            event_id=event_id,
+            raw_body=body,
             headers=kept_headers(headers),
             verification={
                 "scheme": verified.scheme,
@@ -236,7 +262,16 @@ class WebhookIntake:
         headers: Mapping[str, str],
         remote_addr: str | None,
     ) -> VerifiedEvent:
-        secrets = self.accounts[source][account].get()
+        keys = self.accounts[source][account]
+        secrets = keys.get()
+        if not secrets and keys.refs:
+            # Configured, but none can be read (an unset variable, a missing file): our problem,
+            # not the sender's. 503 makes the sender retry instead of giving the delivery up.
+            log.error("webhook.no_secret_available", source=source, account=account)
+            raise SecretUnavailable(
+                f"the signature key of {source}/{account} cannot be read; the bridge's operator "
+                "must provide it (tillbridge config check)"
+            )
         verifier = self.verifiers.get(source)
         try:
             return verifier.verify(raw_body, headers, secrets, self.wall_clock())

@@ -17,7 +17,10 @@ variable                               default    meaning
 from __future__ import annotations
 
 from pydantic import Field
+from pydantic import ValidationError as PydanticValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from tillbridge.settings import settings_error
 
 
 class InboundSettings(BaseSettings):
@@ -32,3 +35,12 @@ class InboundSettings(BaseSettings):
     fail_threshold: int = Field(default=20, ge=1)
     fail_window_s: float = Field(default=60.0, gt=0)
     secret_ttl_s: float = Field(default=60.0, ge=0)
+
+
+def load_inbound_settings() -> InboundSettings:
+    """The intake's settings from the environment; a bad value is a
+    :class:`~tillbridge.errors.ConfigError` naming the variable (never a traceback)."""
+    try:
+        return InboundSettings()
+    except PydanticValidationError as exc:
+        raise settings_error(exc, "TILLBRIDGE_WEBHOOK_") from None

@@ -4,11 +4,13 @@
 the last 4 digits (DESIGN invariant 6). :func:`mask_card_data` applies the same rule to every
 Luhn-valid run of 13 to 19 digits inside free text and removes track data; the Redactor
 (:mod:`.redaction`) uses it for logs and the audit log, connectors for the masked PAN of a
-result.
+result. :func:`has_card_data` is the API's test for free-text input it refuses, and
+:func:`mask_card_data_json` masks a JSON document (a stored webhook body) without breaking it.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Final
 
@@ -122,3 +124,98 @@ def mask_card_data(text: str) -> str:
         return text
     # Track data first: the PAN rule alone would leave expiry and service code behind.
     return _mask_pans(_TRACK_RE.sub(MARKER, text))
+
+
+def has_card_data(text: str) -> bool:
+    """Whether ``text`` holds a PAN (a Luhn-valid run of 13 to 19 digits, also in groups of
+    digits separated by single spaces or dashes) or track data."""
+    return mask_card_data(text) != text
+
+
+# --------------------------------------------------------------------------------------------
+# Card data in a JSON document (a stored webhook body)
+# --------------------------------------------------------------------------------------------
+
+# A JSON string literal, or a number. Scanned over a *valid* document, left to right, a '"'
+# outside a string always starts a string token, so nothing inside a string is read as a number.
+_JSON_TOKEN_RE: Final = re.compile(
+    r'"(?:[^"\\]|\\.)*"|-?[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?', re.DOTALL
+)
+_AFTER_KEY_RE: Final = re.compile(r"\s*:\s*(.)", re.DOTALL)
+# Members whose value is card verification or track data by their name, whatever it looks like.
+_CARD_KEYS: Final = frozenset(
+    {"cvv", "cvc", "cvv2", "cvc2", "cvn", "csc", "cav2", "securitycode", "cardsecuritycode"}
+    | {"track", "track1", "track2", "track3", "trackdata", "track1data", "track2data"}
+    | {"track3data", "pinblock", "pin"}
+)
+_CARD_KEY_ENDS: Final = ("cvv", "cvc", "cvv2", "cvc2", "securitycode", "pinblock", "trackdata")
+
+
+def is_card_data_key(key: str) -> bool:
+    """Whether a member called ``key`` holds card verification, PIN or track data
+    (``cvv``, ``cardSecurityCode``, ``pin_block``, ``track2``; case and style insensitive)."""
+    compact = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", key).lower()
+    compact = compact.replace("_", "").replace("-", "").replace(" ", "")
+    return compact in _CARD_KEYS or compact.endswith(_CARD_KEY_ENDS)
+
+
+def _masked_number(token: str) -> str | None:
+    """A JSON number whose integer part is a PAN, as a JSON string of the masked PAN."""
+    digits = token.lstrip("-").split(".", 1)[0].split("e", 1)[0].split("E", 1)[0]
+    if 13 <= len(digits) <= 19 and luhn_valid(digits):
+        return '"' + mask_pan(digits) + '"'
+    return None
+
+
+def mask_card_data_json(document: str) -> str:
+    """A valid JSON ``document`` with its card data masked; still valid JSON, same structure.
+
+    Every string value (and key) goes through :func:`mask_card_data` (decoded first, so a PAN
+    spelt with ``\\u`` escapes is found too); a number that is a PAN becomes a string holding
+    the masked PAN; the value of a member named like card verification, PIN or track data
+    (:func:`is_card_data_key`) becomes ``"[REDACTED]"``. A document without card data comes back
+    as the same object, so callers keep their exact bytes.
+    """
+    if (
+        _DIGITS_GATE_RE.search(document) is None
+        and "\\u" not in document
+        and not any(
+            k in document.lower() for k in ("cv", "csc", "cav", "securitycode", "pin", "track")
+        )
+    ):
+        return document
+    pieces: list[str] = []
+    pos = 0
+    redact_next = False
+    for m in _JSON_TOKEN_RE.finditer(document):
+        token = m.group()
+        replacement: str | None = None
+        if token.startswith('"'):
+            after = _AFTER_KEY_RE.match(document, m.end())
+            is_key = after is not None
+            if redact_next and not is_key:
+                replacement = json.dumps(MARKER)
+            else:
+                value = json.loads(token)
+                masked = mask_card_data(value)
+                if masked != value:
+                    replacement = json.dumps(masked, ensure_ascii=False)
+            # Only a string or number value is replaced; an object or array under such a name
+            # (and true, false, null) is left to the rules above.
+            next_redact = (
+                after is not None
+                and after.group(1) in '"-0123456789'
+                and is_card_data_key(json.loads(token))
+            )
+        else:
+            replacement = json.dumps(MARKER) if redact_next else _masked_number(token)
+            next_redact = False
+        redact_next = next_redact
+        if replacement is not None:
+            pieces.append(document[pos : m.start()])
+            pieces.append(replacement)
+            pos = m.end()
+    if not pieces:
+        return document
+    pieces.append(document[pos:])
+    return "".join(pieces)

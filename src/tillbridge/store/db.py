@@ -17,10 +17,10 @@ from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, make_url
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from tillbridge.errors import StoreUnavailable
+from tillbridge.errors import ConfigError, SchemaOutOfDate, StoreUnavailable
 from tillbridge.store import sqlite_inline as _sqlite_inline  # noqa: F401  (registers the dialect)
 
 #: How long a SQLite writer waits for the lock before giving up (milliseconds).
@@ -49,11 +49,30 @@ def sync_url(url: str) -> str:
     return u.render_as_string(hide_password=False)
 
 
-def ensure_sqlite_dir(url: str) -> None:
-    """Create the directory of a SQLite database file (``./var/`` on a fresh checkout)."""
+def sqlite_path(url: str) -> Path | None:
+    """The file of a SQLite database URL (None: not SQLite, or in memory)."""
     u = make_url(url)
     if u.get_backend_name() == "sqlite" and u.database and u.database != ":memory:":
-        Path(u.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        return Path(u.database).expanduser()
+    return None
+
+
+def ensure_sqlite_dir(url: str) -> None:
+    """Create the directory of a SQLite database file (``./var/`` on a fresh checkout).
+
+    Raises :class:`~tillbridge.errors.ConfigError` naming the directory and the reason when it
+    cannot be created (no permission, a file in the way), never an ``OSError`` traceback.
+    """
+    path = sqlite_path(url)
+    if path is None:
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot create the directory {path.parent.resolve()} for the SQLite database "
+            f"{path.name}: {exc.strerror or exc}; check TILLBRIDGE_DATABASE_URL"
+        ) from None
 
 
 def _install_sqlite_hooks(engine: AsyncEngine) -> None:
@@ -147,8 +166,14 @@ class Database:
             try:
                 async with conn.begin():
                     yield conn
-            except OperationalError as exc:
-                if _is_unavailable(exc):
+            except (OperationalError, ProgrammingError) as exc:
+                if _is_missing_schema(exc):
+                    raise SchemaOutOfDate(
+                        "the database has no tillbridge tables (or not all of them): run "
+                        "`tillbridge db upgrade`",
+                        detail=_short(exc),
+                    ) from exc
+                if isinstance(exc, OperationalError) and _is_unavailable(exc):
                     raise StoreUnavailable(detail=_short(exc)) from exc
                 raise
         finally:
@@ -156,6 +181,14 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+def _is_missing_schema(exc: DBAPIError) -> bool:
+    """SQLite's "no such table", or PostgreSQL's undefined table (SQLSTATE 42P01)."""
+    if getattr(exc.orig, "sqlstate", None) == "42P01":
+        return True
+    text = str(exc.orig).lower() if exc.orig is not None else str(exc).lower()
+    return text.startswith("no such table")
 
 
 def _is_unavailable(exc: OperationalError) -> bool:

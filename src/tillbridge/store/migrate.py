@@ -17,7 +17,7 @@ from sqlalchemy import create_engine
 from sqlalchemy.exc import OperationalError
 
 from tillbridge.errors import SchemaOutOfDate, StoreUnavailable
-from tillbridge.store.db import ensure_sqlite_dir, sync_url
+from tillbridge.store.db import ensure_sqlite_dir, sqlite_path, sync_url
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -36,6 +36,8 @@ def head_revision() -> str | None:
 class SchemaStatus:
     current: str | None
     head: str | None
+    #: A SQLite database whose file does not exist (nothing was created to find that out).
+    missing_file: Path | None = None
 
     @property
     def up_to_date(self) -> bool:
@@ -43,8 +45,14 @@ class SchemaStatus:
 
 
 def schema_status(url: str) -> SchemaStatus:
-    """Which revision the database is at, and which the code expects."""
-    ensure_sqlite_dir(url)
+    """Which revision the database is at, and which the code expects.
+
+    Only looks: a SQLite file that does not exist is reported as ``missing_file`` (neither its
+    directory nor an empty database is created as a side effect of asking).
+    """
+    path = sqlite_path(url)
+    if path is not None and not path.exists():
+        return SchemaStatus(None, head_revision(), missing_file=path)
     engine = create_engine(sync_url(url))
     try:
         with engine.connect() as conn:
@@ -59,6 +67,14 @@ def schema_status(url: str) -> SchemaStatus:
 def require_current(url: str) -> None:
     """Raise :class:`SchemaOutOfDate` (with the command to run) unless the schema is current."""
     status = schema_status(url)
+    if status.missing_file is not None:
+        raise SchemaOutOfDate(
+            f"the SQLite database {status.missing_file.resolve()} does not exist yet: run "
+            "`tillbridge db upgrade` to create it (if you expected an existing database, check "
+            "TILLBRIDGE_DATABASE_URL)",
+            current=None,
+            head=status.head,
+        )
     if not status.up_to_date:
         raise SchemaOutOfDate(
             f"the database schema is at {status.current or 'nothing (empty database)'}, "
@@ -77,6 +93,10 @@ def upgrade(url: str, revision: str = "head") -> SchemaStatus:
             cfg = _config()
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, revision)
+    except OperationalError as exc:
+        if exc.connection_invalidated or "connect" in str(exc.orig).lower():
+            raise StoreUnavailable(detail=str(exc.orig).splitlines()[0]) from exc
+        raise
     finally:
         engine.dispose()
     return schema_status(url)

@@ -10,6 +10,9 @@ from sqlalchemy.types import TypeDecorator
 #: Auto-incrementing ids: SQLite only autoincrements an INTEGER PRIMARY KEY; PostgreSQL wants
 #: BIGINT for tables that grow by several rows per payment for years.
 BigId = BigInteger().with_variant(Integer, "sqlite")
+#: The largest id a BIGINT (and SQLite's INTEGER) holds. Every id that comes from a client is
+#: bounded by it: the SQLite driver cannot even bind a larger one (``OverflowError``).
+MAX_ROW_ID = 2**63 - 1
 
 
 class UTCDateTime(TypeDecorator[datetime]):

@@ -27,12 +27,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
+from tillbridge.config import WHSEC_MAX_BYTES, WHSEC_MIN_BYTES, WHSEC_PREFIX, decode_whsec
 from tillbridge.errors import ConfigError, SignatureRejected, ValidationError
 
-SECRET_PREFIX: Final = "whsec_"  # noqa: S105 (a format prefix, not a secret)
+SECRET_PREFIX: Final = WHSEC_PREFIX
 DEFAULT_TOLERANCE: Final = 300
-MIN_SECRET_BYTES: Final = 24
-MAX_SECRET_BYTES: Final = 64
+MIN_SECRET_BYTES: Final = WHSEC_MIN_BYTES
+MAX_SECRET_BYTES: Final = WHSEC_MAX_BYTES
 
 ID_HEADER: Final = "webhook-id"
 TIMESTAMP_HEADER: Final = "webhook-timestamp"
@@ -56,19 +57,10 @@ def generate_secret(nbytes: int = 32) -> str:
 def decode_secret(secret: str) -> bytes:
     """The key bytes of a ``whsec_`` secret; raises :class:`ConfigError` if it is unusable.
 
-    The prefix is optional on input (some senders show the bare base64). The error message never
-    contains the secret.
+    One rule with the config's :class:`~tillbridge.config.SigningSecretRef` (which checks it
+    when the secret is resolved): :func:`tillbridge.config.decode_whsec`.
     """
-    text = secret[len(SECRET_PREFIX) :] if secret.startswith(SECRET_PREFIX) else secret
-    try:
-        key = base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError):
-        raise ConfigError("webhook secret is not valid base64") from None
-    if not MIN_SECRET_BYTES <= len(key) <= MAX_SECRET_BYTES:
-        raise ConfigError(
-            f"webhook secret must be {MIN_SECRET_BYTES}..{MAX_SECRET_BYTES} bytes, not {len(key)}"
-        )
-    return key
+    return decode_whsec(secret)
 
 
 def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:

@@ -187,3 +187,27 @@ async def test_a_well_formed_payments_cursor_from_elsewhere_is_just_a_position(a
     far = _cursor_of(["2999-01-01T00:00:00+02:00", "pay_zzz"])
     r = await api.client.get("/v1/payments", params={"cursor": far}, headers=api.headers())
     assert r.status_code == 200 and r.json()["next_cursor"] is None
+
+
+@pytest.mark.parametrize("amount", [12.34, 1234.0, "1234", "12.34", True])
+async def test_an_amount_that_is_not_an_integer_says_minor_units(api: Api, amount: Any) -> None:
+    """12.34 gets "amounts are integers in minor units ... 1234", not a bare type error (13.20)."""
+    r = await api.create(body_with(amount=amount), idem=f"k-minor-{amount!r}")
+    (err,) = assert_problem(r, 422, "validation_error")["errors"]
+    assert err["field"] == "amount" and err["type"] == "minor_units"
+    assert "minor units" in err["message"] and "1234" in err["message"]
+
+
+async def test_an_unknown_query_parameter_is_422_not_silently_ignored(api: Api) -> None:
+    """``?stat=captured`` (a typo of ``state``) must not list every payment."""
+    r = await api.client.get("/v1/payments?stat=captured", headers=api.headers("reader"))
+    (err,) = assert_problem(r, 422, "validation_error")["errors"]
+    assert (err["in"], err["field"], err["type"]) == ("query", "stat", "extra_forbidden")
+    assert "state" in err["message"]  # what the route does take
+
+
+@pytest.mark.parametrize("value", ["0.5", "1700000000", "yesterday"])
+async def test_created_from_is_iso_8601_only(api: Api, value: str) -> None:
+    r = await api.client.get(f"/v1/payments?created_from={value}", headers=api.headers("reader"))
+    (err,) = assert_problem(r, 422, "validation_error")["errors"]
+    assert err["field"] == "created_from" and "ISO 8601" in err["message"]

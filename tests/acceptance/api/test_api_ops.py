@@ -117,3 +117,18 @@ async def test_openapi_documents_problems_on_payment_routes(api: Api) -> None:
         for s in errors:
             assert list(responses[s]["content"]) == ["application/problem+json"], (path, s)
     assert doc["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
+
+
+async def test_swagger_ui_is_served_locally_and_home_points_at_it(api: Api) -> None:
+    """A newcomer finds /docs (issue 13.15): Swagger UI with assets from this process."""
+    home = await api.client.get("/")
+    assert home.status_code == 307 and home.headers["location"] == "/docs"
+    page = await api.client.get("/docs")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "/openapi.json" in page.text and "/docs/assets/swagger-ui-bundle.js" in page.text
+    assert "cdn." not in page.text and "https://" not in page.text.split("<body>")[0]
+    js = await api.client.get("/docs/assets/swagger-ui-bundle.js")
+    assert js.status_code == 200 and "SwaggerUIBundle" in js.text[:5000]
+    css = await api.client.get("/docs/assets/swagger-ui.css")
+    assert css.status_code == 200
+    assert_problem(await api.client.get("/docs/assets/nope.js"), 404)

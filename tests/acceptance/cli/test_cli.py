@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -32,6 +33,8 @@ def env(tmp_path: Path) -> dict[str, str]:
     e = {k: v for k, v in os.environ.items() if not k.startswith("TILLBRIDGE_")}
     e["TILLBRIDGE_DATABASE_URL"] = f"sqlite:///{tmp_path / 'var' / 'tb.db'}"
     e["TILLBRIDGE_CONFIG"] = str(tmp_path / "tillbridge.toml")
+    # A file named in TILLBRIDGE_CONFIG must exist: this one is the built-in default, written out.
+    (tmp_path / "tillbridge.toml").write_text('[connectors.fake]\ntype = "fake"\n')
     e["NO_COLOR"] = "1"
     return e
 
@@ -72,6 +75,12 @@ def server(env: dict[str, str]) -> Iterator[tuple[str, str]]:
     run(["db", "upgrade"], env, check=True)
     key = run(["apikey", "create", "--name", "t", "--scope", "admin"], env, check=True)
     token = key.stdout.strip().splitlines()[-1]
+    # The configured port is taken (say, by a `make run` next to `make test`): --port 0 must
+    # still start, on a free port of its own (issue 13.7).
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    env = {**env, "TILLBRIDGE_PORT": str(taken.getsockname()[1])}
     proc = subprocess.Popen(
         [*TB, "serve", "--port", "0"],
         env=env,
@@ -87,13 +96,15 @@ def server(env: dict[str, str]) -> Iterator[tuple[str, str]]:
         if "listening on" in line:
             base = line.split("listening on ")[1].split()[0]
             break
-    assert base, "".join(seen)
     try:
+        assert base, "".join(seen)
+        assert base.rsplit(":", 1)[1] != env["TILLBRIDGE_PORT"]
         yield base, token
     finally:
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(timeout=60)
         proc.stderr.close()
+        taken.close()
         assert code == 0  # a graceful stop
 
 
@@ -118,7 +129,14 @@ def test_serve_takes_a_payment_and_replays_it(server: tuple[str, str]) -> None:
         assert json.loads(c.get("/openapi.json").text)["paths"]["/v1/payments"]
 
 
-def test_demo_passes(env: dict[str, str]) -> None:
-    res = run(["demo"], env)
+def test_demo_passes_says_it_is_its_own_bridge_and_leaves_nothing_behind(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    res = run(["demo"], {**env, "TMPDIR": str(scratch)})
     assert res.returncode == 0, res.stdout + res.stderr
     assert "demo passed" in res.stdout
+    assert "its own bridge" in res.stdout and "is not used or changed" in res.stdout
+    assert list(scratch.iterdir()) == []  # its throwaway database is gone (issue 13.17)
+    assert not Path(env["TILLBRIDGE_DATABASE_URL"].removeprefix("sqlite:///")).exists()

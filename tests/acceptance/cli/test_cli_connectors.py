@@ -159,9 +159,24 @@ def test_without_a_schema_the_listing_still_works_without_contact_state(
     assert "lane1" in res.stdout and "terminal contact state not read" in res.stderr
 
 
-def test_without_a_config_file_the_builtin_sandbox_is_listed(env: dict[str, str]) -> None:
-    rows = listing(env)  # the fixture writes no file
+def test_without_a_config_file_the_builtin_sandbox_is_listed(
+    env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # the default path, ./tillbridge.toml: no file there
+    res = CliRunner().invoke(
+        app,
+        ["connectors", "list", "--json"],
+        env={**env, "TILLBRIDGE_CONFIG": None, MISSING_PW: None},
+    )
+    assert res.exit_code == 0, res.output
+    rows = {r["name"]: r for r in json.loads(res.stdout)}
     assert list(rows) == ["fake"] and rows["fake"]["health"] == "ok"
+
+
+def test_a_named_config_file_that_does_not_exist_is_an_error(env: dict[str, str]) -> None:
+    res = invoke(["connectors", "list"], env)  # the fixture names a file it does not write
+    assert res.exit_code == 1 and "does not exist" in res.stderr
+    assert "Traceback" not in res.output
 
 
 def test_an_unknown_type_is_one_error_with_its_position_and_no_traceback(

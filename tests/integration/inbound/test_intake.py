@@ -257,3 +257,13 @@ async def test_concurrent_deliveries_share_commits_and_keep_their_own_answers(
     assert await bridge.count(webhook_inbox) == 40 and await bridge.count(jobs) == 40
     await bridge.work()
     assert await bridge.count(payments) == 40
+
+
+async def test_a_signed_body_naming_a_member_twice_is_400_and_not_stored(bridge: Bridge) -> None:
+    body = json.dumps(sale("1.00")).encode()
+    ambiguous = body.replace(b'"totalAmount":', b'"totalAmount":999.0,"totalAmount":', 1)
+    assert ambiguous != body
+    r = await bridge.post(bridge.signed(ambiguous)[0])
+    problem = assert_problem(r, 400, "malformed_body")
+    assert "totalAmount" in problem["detail"] and "twice" in problem["detail"]
+    assert await bridge.count(webhook_inbox) == 0

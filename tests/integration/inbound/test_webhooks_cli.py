@@ -80,3 +80,9 @@ def test_a_bad_cursor_is_a_one_line_usage_error(cli: CliRunner, command: str) ->
 def test_deliveries_without_any_is_an_empty_page(cli: CliRunner) -> None:
     result = cli.invoke(webhooks_app, ["deliveries", "--json"])
     assert result.exit_code == 0 and json.loads(result.stdout) == [] and result.stderr == ""
+
+
+@pytest.mark.parametrize("command", ["show", "replay", "delivery", "redeliver"])
+def test_an_id_beyond_a_bigint_is_a_usage_error(cli: CliRunner, command: str) -> None:
+    result = cli.invoke(webhooks_app, [command, str(2**63)])
+    assert result.exit_code == 2 and "Traceback" not in result.output

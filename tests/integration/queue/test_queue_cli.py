@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import pytest
 from typer.testing import CliRunner
 
+from support.cli import table_rows
 from tillbridge.cli.jobs import (
     EXIT_NOT_FOUND,
     EXIT_REFUSED,
@@ -42,24 +43,17 @@ def seed(url: str) -> list[int]:
     return asyncio.run(run())
 
 
-def test_list_prints_plain_tab_separated_rows_when_not_a_tty(cli: CliRunner, db_url: str) -> None:
+def test_list_prints_a_table_also_when_not_a_tty(cli: CliRunner, db_url: str) -> None:
+    """One table on a terminal and piped, like every other listing (issue 13.16)."""
     ids = seed(db_url)
     result = cli.invoke(jobs_app, ["list"])
     assert result.exit_code == 0, result.output
-    lines = result.stdout.splitlines()
-    assert lines[0].split("\t") == [
-        "id",
-        "status",
-        "kind",
-        "key",
-        "attempts",
-        "run_after",
-        "last_error",
-    ]
-    assert [line.split("\t")[0] for line in lines[1:]] == [str(i) for i in reversed(ids)]
+    header, *body = table_rows(result.stdout)
+    assert header == ["id", "status", "kind", "key", "attempts", "run_after", "last_error"]
+    assert [row[0] for row in body] == [str(i) for i in reversed(ids)]
 
     result = cli.invoke(jobs_app, ["list", "--kind", "erp.post", "--key", "order:2"])
-    assert [line.split("\t")[:4] for line in result.stdout.splitlines()[1:]] == [
+    assert [row[:4] for row in table_rows(result.stdout)[1:]] == [
         [str(ids[1]), "todo", "erp.post", "order:2"]
     ]
 
@@ -120,3 +114,10 @@ def test_a_bad_cursor_is_a_one_line_usage_error(cli: CliRunner, db_url: str) -> 
         assert bad.exit_code == EXIT_USAGE, bad.output
         assert bad.stderr.startswith("error: ") and bad.stderr.count("\n") == 1
         assert "cursor" in bad.stderr and "Traceback" not in bad.output
+
+
+@pytest.mark.parametrize("command", ["show", "retry", "cancel"])
+def test_an_id_beyond_a_bigint_is_a_usage_error(cli: CliRunner, command: str) -> None:
+    result = cli.invoke(jobs_app, [command, str(2**63)])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "9223372036854775807" in result.output  # the range it takes

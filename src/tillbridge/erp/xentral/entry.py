@@ -26,6 +26,23 @@ from tillbridge.erp.xentral.verifier import XentralVerifier
 from tillbridge.inbound.intake import SecretSource
 from tillbridge.payments.ledger import PaymentListener
 
+#: Xentral's own rule for a webhook signature key (its UI generates 20 characters, or takes
+#: your own of 20 to 255): a shorter or longer one cannot be the key Xentral signs with.
+SIGNATURE_KEY_CHARS: Final = (20, 255)
+
+
+class XentralSignatureKey(SecretRef):
+    """A Xentral webhook signature key: 20 to 255 characters."""
+
+    def check(self, value: str) -> str | None:
+        low, high = SIGNATURE_KEY_CHARS
+        if not low <= len(value) <= high:
+            return (
+                f"is {len(value)} characters long; Xentral signature keys are {low} to {high} "
+                "characters (copy the whole key Xentral showed when the webhook was created)"
+            )
+        return None
+
 
 class XentralConfig(ErpConfig):
     """``[erp.NAME] type = "xentral"``."""
@@ -35,7 +52,7 @@ class XentralConfig(ErpConfig):
     api_key: SecretRef
     #: The webhook signature key(s). Several during a key rotation; any one that verifies is
     #: accepted. Without any, every delivery to this account is refused (401).
-    webhook_secrets: list[SecretRef] = Field(default_factory=list, max_length=5)
+    webhook_secrets: list[XentralSignatureKey] = Field(default_factory=list, max_length=5)
 
 
 def _listeners(entries: Mapping[str, Any]) -> Sequence[PaymentListener]:

@@ -24,9 +24,12 @@ otherwise, only where ``[connectors.fake]`` is configured on purpose, the paymen
 ``fake`` sandbox and says so in ``metadata.connector_fallback``; without it the event is
 dead-lettered with the fix (see :meth:`XentralPosSource.connector_for`).
 
-Exactly once: the payment, the link row (unique per inbox row, and per Xentral ``guid`` when
-there is one), the row's status and the job's completion commit in one transaction. Running the
-job again, or replaying the row, finds the link and creates nothing.
+Exactly once: the payment, the link row (unique per inbox row, per Xentral ``guid`` when there
+is one, and per the money asked for), the row's status and the job's completion commit in one
+transaction. Running the job again, or replaying the row, finds the link and creates nothing. A
+second event for the same money (same register, operation, document and amount), whatever its
+bytes and with or without a ``guid``, is settled ``duplicate`` naming the first payment, unless
+that payment ended without moving money (see :mod:`tillbridge.erp.xentral.charges`).
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from tillbridge.audit.log import record as audit_record
 from tillbridge.config import MerchantConfig
 from tillbridge.domain.states import OperationKind
+from tillbridge.erp.xentral.charges import charge_key, find_duplicate, operation_of
 from tillbridge.erp.xentral.mapping import (
     PaymentKind,
     UnsupportedXentralEvent,
@@ -161,7 +165,10 @@ class XentralSource:
             register_or_none = self._register_or_none(event)
             if register_or_none is not None and self._has_terminal(register_or_none):
                 # A card refund at the register: the terminal pays the amount back to the card.
-                await self._purchase(ctx, item, event, register_or_none, OperationKind.REFUND)
+                try:
+                    await self._purchase(ctx, item, event, register_or_none, OperationKind.REFUND)
+                except IntegrityError:  # a concurrent job for the same refund won; see below
+                    await self._purchase(ctx, item, event, register_or_none, OperationKind.REFUND)
             else:
                 await self._record_refund(ctx, item, event, register_or_none)
             return
@@ -169,8 +176,9 @@ class XentralSource:
         try:
             await self._purchase(ctx, item, event, register)
         except IntegrityError:
-            # A concurrent job for the same POS payment (same guid) committed its link first; our
-            # transaction rolled back. Looking again finds it and settles this row as duplicate.
+            # A concurrent job for the same POS payment (same guid, or the same money) committed
+            # its link first; our transaction rolled back. Looking again finds it and settles
+            # this row as duplicate.
             await self._purchase(ctx, item, event, register)
 
     def _has_terminal(self, register: str) -> bool:
@@ -204,6 +212,18 @@ class XentralSource:
                     result = {"payment_id": earlier, "reason": f"same guid {event.guid}"}
                     await self._mark(ctx, conn, item, DUPLICATE, event.event_type, result)
                     return
+            key = charge_key(register, event)
+            same_money = await find_duplicate(conn, item.account, key)
+            if same_money is not None:
+                result = {"payment_id": same_money.payment_id, "reason": same_money.reason}
+                log.warning(
+                    "xentral.duplicate_charge_refused",
+                    inbox_id=item.id,
+                    payment_id=same_money.payment_id,
+                    charge_key=key,
+                )
+                await self._mark(ctx, conn, item, DUPLICATE, event.event_type, result)
+                return
             metadata: dict[str, Any] = {
                 "source": SOURCE,
                 "xentral_account": item.account,
@@ -237,6 +257,10 @@ class XentralSource:
                     guid=event.guid,
                     document_type=event.document_type.value,
                     document_number=event.document_number,
+                    operation=operation_of(event),
+                    amount_minor=event.charge.minor,
+                    currency=event.charge.currency,
+                    charge_key=key,
                     created_at=ctx.now(),
                 )
             )

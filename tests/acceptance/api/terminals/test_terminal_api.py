@@ -170,7 +170,21 @@ async def test_bad_requests_get_clear_problems(api: TermApi) -> None:
         "/v1/terminals/lane1/payments", json=BODY, headers=api.headers("reader", "x")
     )
     assert_problem(reader, 403)
-    assert_problem(await api.get("/v1/payments/pay_nope/events"), 404)
+    # An unknown payment is not_found (issue 13.6), not "not a terminal payment".
+    assert_problem(await api.get("/v1/payments/pay_nope/events"), 404, "not_found")
+    assert_problem(await api.get("/v1/payments/pay_nope/terminal"), 404, "not_found")
     assert_problem(
         await api.get("/v1/terminals/lane1/end-of-day/eod_nope"), 404, "settlement_not_found"
     )
+
+
+async def test_a_last_event_id_beyond_any_id_is_422_not_500(api: TermApi) -> None:
+    pid = (await api.start()).json()["id"]
+    r = await api.get(f"/v1/payments/{pid}/events", headers={"Last-Event-ID": str(2**63)})
+    problem = assert_problem(r, 422, "validation_error")
+    assert problem["errors"][0] == {
+        "in": "header",
+        "field": "Last-Event-ID",
+        "message": f"Input should be less than or equal to {2**63 - 1}",
+        "type": "less_than_equal",
+    }

@@ -52,6 +52,15 @@ _NOT_ASKED: Final = ("cannot ask the terminal", "the terminal is busy", "termina
 _NO_REPEAT: Final = "the terminal did not repeat its last transaction"
 
 
+class ZvtPassword(SecretRef):
+    """The terminal's ECR password: six digits (ZVT sends it as 3 BCD bytes)."""
+
+    def check(self, value: str) -> str | None:
+        if len(value) != 6 or not value.isdigit():
+            return f"a ZVT password is six digits, this one has {len(value)} characters"
+        return None
+
+
 class ZvtTerminalConfig(TerminalConfig):
     """``[terminals.NAME] type = "zvt"``."""
 
@@ -60,7 +69,7 @@ class ZvtTerminalConfig(TerminalConfig):
     port: int = Field(default=20007, ge=1, le=65535)
     serial: str | None = None
     #: The terminal's six-digit password; the factory default 000000 when none is named.
-    password: SecretRef | None = None
+    password: ZvtPassword | None = None
     charset: Literal["cp437", "latin-1"] = "cp437"
 
     @model_validator(mode="after")
